@@ -1,0 +1,1 @@
+"""Data: record loading and synthetic data generation."""

@@ -1,0 +1,272 @@
+"""The record contract: loading, validation, and the prepared reward of each record.
+
+One record (JSONL shown; Parquet columns and hub datasets carry the same fields; ``reward`` may also be a JSON
+string, which is how heterogeneous ground truths fit in one Parquet column)::
+
+    {"id": "coco-000123", "data_source": "coco_det",
+     "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Locate every cat"}]}],
+     "images": ["images/000123.jpg"],
+     "reward": {"verifier": "detection", "ground_truth": [{"bbox_2d": [10, 20, 200, 180], "label": "cat"}],
+                "accuracy_weight": 1.0, "format_weight": 0.1, "extra_weights": {}, "params": {}},
+     "extra": {}}
+
+Every problem is found before training and reported with the file and line, the data source, the record id
+and the field (:class:`RecordError`); :func:`load_records` collects all of them rather than stopping at the
+first, which is what ``orsta-trl check-data`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orsta_trl.keys import unknown_key_message
+from orsta_trl.verifiers.base import FieldError, Verdict, Verifier
+
+RECORD_KEYS = ("id", "data_source", "prompt", "images", "reward", "extra")
+REWARD_KEYS = ("verifier", "ground_truth", "accuracy_weight", "format_weight", "extra_weights", "params")
+ROLES = ("system", "user", "assistant", "tool")
+
+
+class RecordError(ValueError):
+    """A record that breaks the contract: where it is, which record, which field, what is wrong."""
+
+    def __init__(self, location: str, data_source: str | None, record_id: str | None, field_name: str, message: str):
+        self.location, self.data_source, self.record_id = location, data_source, record_id
+        self.field, self.message = field_name, message
+        super().__init__(f"{location}: source {data_source!r}, record {record_id!r}, field {field_name!r}: {message}")
+
+
+class DatasetError(ValueError):
+    """Every RecordError of a dataset, raised together before training."""
+
+    def __init__(self, errors: list[RecordError]):
+        self.errors = errors
+        shown = "\n".join(f"  {e}" for e in errors[:50])
+        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        super().__init__(f"{len(errors)} invalid record(s):\n{shown}{more}")
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """A record's reward, validated and prepared: which verifier, its params and gold, and the weights."""
+
+    verifier: Verifier
+    params: Any
+    gold: Any
+    accuracy_weight: float = 1.0
+    format_weight: float = 0.0
+    extra_weights: Mapping[str, float] = field(default_factory=dict)
+
+    def combine(self, verdict: Verdict) -> float:
+        """(Σ weight_k × part_k) / (Σ weight_k) over accuracy, format and the weighted extra parts."""
+        total = self.accuracy_weight * verdict.accuracy + self.format_weight * verdict.format
+        weight = self.accuracy_weight + self.format_weight
+        for name, w in self.extra_weights.items():
+            total += w * float(verdict.parts.get(name, 0.0))
+            weight += w
+        return total / weight
+
+
+@dataclass
+class Record:
+    id: str
+    data_source: str
+    prompt: list[dict]
+    images: list[str]
+    reward: RewardSpec
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+    raw_reward: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.data_source, self.id)
+
+
+def iter_raw_records(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """Yield (location, raw record) from a JSONL or Parquet file, or from a hub dataset name (``org/name[:split]``)."""
+    path_str = str(path)
+    p = Path(path_str)
+    if p.suffix in (".jsonl", ".json") and p.exists():
+        with p.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield f"{p}:{number}", json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield f"{p}:{number}", exc
+    elif p.suffix == ".parquet" and p.exists():
+        import pyarrow.parquet as pq
+
+        for number, row in enumerate(pq.read_table(p).to_pylist()):
+            yield f"{p}[{number}]", row
+    elif p.exists():
+        raise ValueError(f"{p}: unsupported dataset file (use .jsonl or .parquet)")
+    else:
+        import datasets
+
+        name, _, split = path_str.partition(":")
+        if name.count("/") != 1:
+            raise FileNotFoundError(f"{path_str}: no such file, and not a hub dataset name like 'org/name[:split]'")
+        for number, row in enumerate(datasets.load_dataset(name, split=split or "train")):
+            yield f"{name}[{number}]", row
+
+
+def load_records(paths, *, image_sizes: str = "all") -> list[Record]:
+    """Load and validate records from one or more files; raise DatasetError listing every bad record.
+
+    ``image_sizes``: ``"all"`` opens every image (checks it exists and reads its size from the header),
+    ``"needed"`` only for verifiers that need the size, ``"none"`` never.
+    """
+    if isinstance(paths, str | Path):
+        paths = [paths]
+    records, errors, seen = [], [], {}
+    for path in paths:
+        base_dir = Path(str(path)).parent
+        for location, raw in iter_raw_records(path):
+            try:
+                record = validate_record(raw, location, base_dir, image_sizes=image_sizes)
+            except RecordError as exc:
+                errors.append(exc)
+                continue
+            if record.key in seen:
+                errors.append(RecordError(location, record.data_source, record.id, "id",
+                                          f"duplicate id within its data_source (first at {seen[record.key]})"))
+                continue
+            seen[record.key] = location
+            records.append(record)
+    if errors:
+        raise DatasetError(errors)
+    return records
+
+
+def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str = "all") -> Record:
+    """Check one raw record against the contract and prepare its reward; raise RecordError."""
+    if isinstance(raw, Exception):
+        raise RecordError(location, None, None, "(line)", f"not valid JSON: {raw}")
+    if not isinstance(raw, Mapping):
+        raise RecordError(location, None, None, "(record)", f"must be an object, got {type(raw).__name__}")
+    source, rid = raw.get("data_source"), raw.get("id")
+
+    def fail(field_name: str, message: str) -> RecordError:
+        return RecordError(location, source, rid, field_name, message)
+
+    for key in raw:
+        if key not in RECORD_KEYS:
+            raise fail(key, unknown_key_message("record field", key, RECORD_KEYS))
+    if not isinstance(source, str) or not source:
+        raise fail("data_source", "must be a non-empty string")
+    if isinstance(rid, int) and not isinstance(rid, bool):
+        rid = str(rid)
+    if not isinstance(rid, str) or not rid:
+        raise fail("id", "must be a non-empty string")
+    prompt = _check_prompt(raw.get("prompt"), fail)
+    images = raw.get("images") or []
+    if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
+        raise fail("images", "must be a list of image paths")
+    placeholders = sum(1 for m in prompt for part in m["content"] if part.get("type") == "image")
+    if placeholders != len(images):
+        raise fail("images", f"{len(images)} image(s) but {placeholders} {{'type': 'image'}} placeholder(s) in prompt")
+    paths = [str(p if (p := Path(i)).is_absolute() else (base_dir / p).resolve()) for i in images]
+    reward_raw = raw.get("reward")
+    if isinstance(reward_raw, str):
+        try:
+            reward_raw = json.loads(reward_raw)
+        except json.JSONDecodeError as exc:
+            raise fail("reward", f"a string reward must be JSON: {exc}") from None
+    try:
+        reward = prepare_reward(reward_raw)
+    except FieldError as exc:
+        raise fail(exc.field, exc.message) from None
+    extra = raw.get("extra") or {}
+    if not isinstance(extra, Mapping):
+        raise fail("extra", "must be an object")
+    sizes: list[tuple[int, int]] = []
+    if image_sizes == "all" or (image_sizes == "needed" and reward.verifier.needs_image_size):
+        for index, image_path in enumerate(paths):
+            try:
+                sizes.append(read_image_size(image_path))
+            except (OSError, ValueError) as exc:
+                raise fail(f"images[{index}]", f"cannot read image {image_path}: {exc}") from None
+    return Record(rid, source, prompt, paths, reward, sizes, dict(extra), dict(reward_raw))
+
+
+def prepare_reward(raw: Any) -> RewardSpec:
+    """Validate ``reward`` and prepare its verifier's params and ground truth (FieldError names the field)."""
+    from orsta_trl.verifiers.registry import get_verifier
+
+    if not isinstance(raw, Mapping):
+        raise FieldError("reward", "must be an object with at least 'verifier' and 'ground_truth'")
+    for key in raw:
+        if key not in REWARD_KEYS:
+            raise FieldError(f"reward.{key}", unknown_key_message("reward field", key, REWARD_KEYS))
+    if "ground_truth" not in raw:
+        raise FieldError("reward.ground_truth", "missing")
+    verifier = get_verifier(raw.get("verifier"))
+    params = verifier.parse_params(_mapping(raw.get("params"), "reward.params"))
+    gold = verifier.prepare(raw["ground_truth"], params)
+    acc_w = _weight(raw.get("accuracy_weight", 1.0), "reward.accuracy_weight")
+    fmt_w = _weight(raw.get("format_weight", 0.0), "reward.format_weight")
+    extra = {}
+    for name, value in _mapping(raw.get("extra_weights"), "reward.extra_weights").items():
+        if name not in verifier.parts:
+            raise FieldError(f"reward.extra_weights.{name}",
+                             unknown_key_message(f"{verifier.name} part", name, verifier.parts or ["(none)"]))
+        extra[name] = _weight(value, f"reward.extra_weights.{name}")
+    if acc_w + fmt_w + sum(extra.values()) <= 0:
+        raise FieldError("reward.accuracy_weight", "all weights are zero: the reward would be undefined")
+    return RewardSpec(verifier, params, gold, acc_w, fmt_w, extra)
+
+
+def read_image_size(path: str) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
+def _mapping(value: Any, field_name: str) -> Mapping:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise FieldError(field_name, f"must be an object, got {value!r}")
+    return value
+
+
+def _weight(value: Any, field_name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise FieldError(field_name, f"must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_prompt(prompt: Any, fail) -> list[dict]:
+    """Normalise the conversational prompt: string contents become one text part."""
+    if not isinstance(prompt, list) or not prompt:
+        raise fail("prompt", "must be a non-empty list of chat messages")
+    messages = []
+    for i, message in enumerate(prompt):
+        if not isinstance(message, Mapping) or message.get("role") not in ROLES:
+            raise fail(f"prompt[{i}]", f"must be a message with a role in {list(ROLES)}")
+        content = message.get("content")
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if not isinstance(content, list):
+            raise fail(f"prompt[{i}].content", "must be a string or a list of parts")
+        parts = []
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                parts.append({"type": "text", "text": part["text"]})
+            elif kind == "image":
+                parts.append({"type": "image"})
+            else:
+                raise fail(f"prompt[{i}].content[{j}]", "must be {'type': 'text', 'text': ...} or {'type': 'image'}")
+        messages.append({"role": message["role"], "content": parts})
+    return messages

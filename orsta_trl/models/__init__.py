@@ -1,0 +1,1 @@
+"""Model helpers for orsta-trl (tiny offline checkpoints, parameter counting)."""

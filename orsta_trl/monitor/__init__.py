@@ -1,0 +1,1 @@
+"""Source-level monitoring: every metric per data_source."""

@@ -1,0 +1,192 @@
+"""Recipes: flat YAML whose keys are fields of TRL's ``GRPOConfig`` and ``ModelConfig`` or of our :class:`OrstaConfig`.
+
+``load_recipe("recipes/det_7b.yaml", ["--learning_rate", "2e-6"])`` returns a :class:`Recipe` with the three
+dataclasses filled in. An unknown key fails with its name and the nearest valid key; a value of the wrong type
+fails with the key. ``check=True`` validates a recipe meant for GPUs on a machine without one: settings that
+TrainingArguments checks against the hardware (bf16/fp16) are validated as booleans and then restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orsta_trl.keys import unknown_key_message
+from orsta_trl.verifiers.base import DEFAULT_IOU_SCHEDULE, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+
+
+@dataclass
+class OrstaConfig:
+    """orsta-trl's own settings, next to TRL's GRPOConfig and ModelConfig.
+
+    Data: ``train_files``. Vision: ``freeze_vision``, ``freeze_merger``, ``min_pixels``, ``max_pixels``.
+    Prompts: ``max_prompt_length``. Rewards: ``iou_schedule``, ``reward_timeout_s``, ``reward_workers``,
+    ``rewrite_embedder``.
+    """
+
+    train_files: list[str] = field(default_factory=list, metadata={
+        "help": "Dataset files in the record contract (JSONL or Parquet) or hub dataset names ('org/name[:split]')."})
+    freeze_vision: bool = field(default=True, metadata={
+        "help": "Freeze the vision tower (V-Triune trains with a frozen ViT)."})
+    freeze_merger: bool = field(default=True, metadata={
+        "help": "Also freeze the vision-language merger (ignored when freeze_vision is false)."})
+    min_pixels: int = field(default=DEFAULT_MIN_PIXELS, metadata={
+        "help": "Smallest image area after the processor's resize. The one source of truth for the trainer's "
+                "processor, the processor config that colocated vLLM reads, and box rescaling."})
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "Largest image area after resize."})
+    max_prompt_length: int = field(default=4096, metadata={
+        "help": "Prompts longer than this many tokens (image tokens included) are dropped before training."})
+    iou_schedule: list = field(default_factory=lambda: [list(p) for p in DEFAULT_IOU_SCHEDULE], metadata={
+        "help": "Dynamic IoU threshold: pairs [progress_from, threshold], progress = global step / max steps."})
+    reward_timeout_s: float = field(default=2.0, metadata={
+        "help": "Hard per-completion time limit for verifiers that run in worker processes (math, tool)."})
+    reward_workers: int = field(default=0, metadata={
+        "help": "Warm reward worker processes per rank (0: one per usable core)."})
+    rewrite_embedder: str | None = field(default=None, metadata={
+        "help": "Sentence-embedding model of the 'rewrite' verifier (a hub name, a folder, or a package that "
+                "ships one)."})
+
+    def __post_init__(self):
+        if isinstance(self.train_files, str):
+            self.train_files = [self.train_files]
+        if self.min_pixels <= 0 or self.max_pixels < self.min_pixels:
+            raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels} and {self.max_pixels}")
+        if self.reward_timeout_s <= 0:
+            raise ValueError(f"reward_timeout_s must be > 0, got {self.reward_timeout_s}")
+        from orsta_trl.verifiers.schedule import validate_schedule
+
+        validate_schedule(self.iou_schedule)
+
+    def reward_settings(self):
+        from orsta_trl.verifiers.router import RewardSettings
+
+        return RewardSettings(self.min_pixels, self.max_pixels, tuple(tuple(p) for p in self.iou_schedule),
+                              self.reward_timeout_s, self.reward_workers, self.rewrite_embedder)
+
+
+@dataclass
+class Recipe:
+    grpo: Any  # trl.GRPOConfig
+    model: Any  # trl.ModelConfig
+    orsta: OrstaConfig
+    path: str | None = None
+
+
+class RecipeError(ValueError):
+    """A recipe key that does not exist or a value that does not fit."""
+
+
+def recipe_fields() -> dict[str, list[type]]:
+    """Every valid recipe key and the dataclasses that own it."""
+    from trl import GRPOConfig, ModelConfig
+
+    owners: dict[str, list[type]] = {}
+    for cls in (GRPOConfig, ModelConfig, OrstaConfig):
+        for f in dataclasses.fields(cls):
+            if f.init:
+                owners.setdefault(f.name, []).append(cls)
+    return owners
+
+
+def parse_overrides(argv: list[str]) -> dict[str, Any]:
+    """``["--lr", "1e-6", "--use_vllm", "false"]`` → ``{"lr": 1e-6, "use_vllm": False}`` (values read as YAML)."""
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--"):
+            raise RecipeError(f"expected --key value after the recipe path, got {token!r}")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                value = "true"  # a bare flag
+            else:
+                i += 1
+                value = argv[i]
+        overrides[key.replace("-", "_")] = yaml.safe_load(value) if value != "" else ""
+        i += 1
+    return overrides
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None, *, check: bool = False) -> Recipe:
+    """Read a YAML recipe (or none), apply ``--key value`` overrides, and build the three configs."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise RecipeError(f"{path}: a recipe is a flat mapping of keys to values")
+        values.update(loaded)
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    values.update(overrides or {})
+    return build_recipe(values, path=str(path) if path else None, check=check)
+
+
+def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool = False) -> Recipe:
+    from trl import GRPOConfig, ModelConfig
+
+    owners = recipe_fields()
+    where = f"{path}: " if path else ""
+    kwargs: dict[type, dict[str, Any]] = {GRPOConfig: {}, ModelConfig: {}, OrstaConfig: {}}
+    for key, value in values.items():
+        if key not in owners:
+            raise RecipeError(where + unknown_key_message("recipe key", key, owners))
+        for cls in owners[key]:
+            kwargs[cls][key] = _coerce(cls, key, value, where)
+    restore = {}
+    if check:  # validate a GPU recipe here: TrainingArguments rejects bf16/fp16 without the hardware
+        for key in ("bf16", "fp16", "tf32"):
+            if key in kwargs[GRPOConfig] or key == "bf16":  # TRL's default is bf16=True
+                restore[key] = kwargs[GRPOConfig].get(key, True)
+                kwargs[GRPOConfig][key] = False
+    kwargs[GRPOConfig].setdefault("output_dir", "runs/orsta")
+    try:
+        orsta = OrstaConfig(**kwargs[OrstaConfig])
+        model = ModelConfig(**kwargs[ModelConfig])
+        grpo = GRPOConfig(**kwargs[GRPOConfig])
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(f"{where}{exc}") from exc
+    for key, value in restore.items():
+        setattr(grpo, key, value)
+    return Recipe(grpo, model, orsta, path)
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
+    """Turn YAML's strings for numbers like ``1e-6`` into floats, and check simple scalar types."""
+    hints = typing.get_type_hints(cls)
+    allowed = _scalar_types(hints.get(key))
+    if isinstance(value, str) and (float in allowed or int in allowed) and _NUMBER.fullmatch(value.strip()):
+        number = float(value)
+        value = int(number) if int in allowed and float not in allowed and number.is_integer() else number
+    if allowed and value is not None and not isinstance(value, tuple(allowed)):
+        names = " or ".join(sorted(t.__name__ for t in allowed))
+        raise RecipeError(f"{where}{key}: expected {names}, got {value!r}")
+    return value
+
+
+def _scalar_types(hint) -> set[type]:
+    """The plain scalar types a field accepts; empty when the hint is anything richer (then no check)."""
+    if hint is None:
+        return set()
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    scalars = set()
+    for arg in args:
+        if arg is type(None):
+            continue
+        if arg in (bool, int, float, str):
+            scalars.add(arg)
+        else:
+            return set()  # enums, lists, dicts, literals: leave validation to the dataclass
+    if float in scalars:
+        scalars.add(int)
+    return scalars

@@ -1,0 +1,136 @@
+"""The verifier contract.
+
+A verifier is a pure function of (completion text, prepared ground truth, params, context) that returns a
+:class:`Verdict`. It knows nothing of the trainer, the tokenizer or global state, so the same object scores
+training batches, ``orsta-trl score`` files, evaluation sets and difficulty filters, in threads or in worker
+processes (every verifier is a small picklable object).
+
+Each verifier declares:
+
+* ``Params``: a frozen dataclass of its ``reward.params`` with defaults. Unknown keys and bad values are
+  load-time errors (:class:`FieldError`), raised before training starts.
+* ``prepare(ground_truth, params)``: validates and pre-parses the ground truth once per record.
+* ``score(text, gold, params, ctx)``: never raises on a malformed completion; it returns zeros and a ``reason``.
+* ``parts``: the names of the extra parts it reports, so monitors know every key before the first batch.
+* ``isolated``: True when a single call may hang (math-verify on pathological input); the router then runs it
+  in killable worker processes with a hard time limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from orsta_trl.keys import unknown_key_message
+
+#: V-Triune's dynamic IoU schedule: (training progress from which it applies, IoU threshold).
+DEFAULT_IOU_SCHEDULE: tuple[tuple[float, float], ...] = ((0.0, 0.85), (0.10, 0.95), (0.25, 0.99))
+#: Qwen2.5-VL processor defaults (pixels of the resized model input).
+DEFAULT_MIN_PIXELS = 3136
+DEFAULT_MAX_PIXELS = 12845056
+
+
+class FieldError(ValueError):
+    """A bad value in one field of a record (``reward.params.tolerance``, ``reward.ground_truth`` ...)."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a verifier says about one completion.
+
+    ``accuracy`` and ``format`` lie in [0, 1]; ``parts`` holds any other named scores (each in [0, 1]);
+    ``reason`` is None for a completion that could be scored as intended, else a short code such as
+    ``no_answer``, ``unparsable_boxes`` or ``timeout``.
+    """
+
+    accuracy: float
+    format: float
+    parts: Mapping[str, float] = field(default_factory=dict)
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "format": self.format, "parts": dict(self.parts), "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a verifier may know beyond the text and the ground truth.
+
+    ``progress`` is training progress in [0, 1] (global step / max steps), derived from the trainer state, so
+    schedules are right after a resume. ``image_sizes`` are the original (width, height) of the record's
+    images; ``min_pixels``/``max_pixels`` are the processor's bounds, used to map Qwen2.5-VL's resized-input
+    coordinates back to the original image. ``rewrite_embedder`` names the sentence-embedding model of the
+    ``rewrite`` verifier (the recipe's key of that name). ``iou_override`` replaces any record's ``iou_threshold`` (a number
+    or ``"average"``): evaluation uses it so that it never follows the training schedule.
+    """
+
+    progress: float = 1.0
+    image_sizes: tuple[tuple[int, int], ...] = ()
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    iou_schedule: tuple[tuple[float, float], ...] = DEFAULT_IOU_SCHEDULE
+    iou_override: float | str | None = None
+    rewrite_embedder: str | None = None
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """For verifiers without parameters."""
+
+
+class Verifier:
+    """Base class: subclasses set the class attributes and implement ``prepare`` and ``score``."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type] = NoParams
+    parts: ClassVar[tuple[str, ...]] = ()
+    isolated: ClassVar[bool] = False
+    needs_image_size: ClassVar[bool] = False
+
+    def parse_params(self, raw: Mapping[str, Any] | None) -> Any:
+        """Build ``self.Params`` from a record's ``reward.params``; unknown keys name the nearest valid one."""
+        raw = dict(raw or {})
+        names = [f.name for f in dataclasses.fields(self.Params)]
+        for key in raw:
+            if key not in names:
+                raise FieldError(f"reward.params.{key}", unknown_key_message(f"{self.name} param", key, names))
+        try:
+            return self.Params(**raw)
+        except FieldError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise FieldError("reward.params", str(exc)) from exc
+
+    def prepare(self, ground_truth: Any, params: Any) -> Any:
+        """Validate and pre-parse the ground truth once per record (raise FieldError when it is unusable)."""
+        return ground_truth
+
+    def score(self, text: str, gold: Any, params: Any, ctx: Context) -> Verdict:
+        raise NotImplementedError
+
+    def warm_up(self) -> None:
+        """Load lazy imports and caches once, before worker processes fork (isolated verifiers only)."""
+
+    def __repr__(self) -> str:
+        return f"<verifier {self.name}>"
+
+
+def check_choice(field_name: str, value: Any, allowed: tuple) -> None:
+    """Raise FieldError unless ``value`` is one of ``allowed`` (used in Params.__post_init__)."""
+    if value not in allowed:
+        raise FieldError(field_name, f"must be one of {list(allowed)}, got {value!r}")
+
+
+def check_number(field_name: str, value: Any, low: float | None = None, high: float | None = None) -> None:
+    """Raise FieldError unless ``value`` is a real number within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FieldError(field_name, f"must be a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise FieldError(field_name, f"must lie in [{low}, {high}], got {value!r}")

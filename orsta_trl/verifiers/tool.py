@@ -1,0 +1,171 @@
+"""``tool``: ARTIST-style agentic rollouts (reasoning interleaved with tool calls, then a final answer).
+
+The completion is the whole rollout: ``<think>...</think>``, tool calls as ``<tool_call>{json}</tool_call>``
+blocks (Qwen style), tool outputs as ``<tool_response>...</tool_response>`` blocks (tag names are the params
+``call_tag`` and ``output_tag``), and a final ``<answer>...</answer>``.
+
+* ``accuracy``: the final answer block, wrapped as ``<answer>...</answer>``, scored against the ground truth by
+  the verifier named in ``params.answer_verifier`` (default ``math``) with params ``params.answer_params``;
+  its reason passes through. No answer block: 0, reason ``no_answer``.
+* ``format``: the share of three holds: (1) a think block comes before the first tool call (or there is a
+  think block and no call); (2) every call is followed by its output before the next call; (3) exactly one
+  answer block, at the very end (only whitespace after ``</answer>``).
+* ``tool_success`` part: successful calls / calls. With no call, 1 unless ``params.require_tool``, then 0.
+
+Call outcomes come from :func:`transcript_outcomes` (an output whose text starts with ``Error`` is a failure,
+as is a call with no output). Multi-turn training that knows the real outcomes hands them to
+:func:`rollout_scores` through its ``outcomes`` argument instead.
+
+Deviations from ARTIST: its format reward is a graded tag checklist over the same structure; here it is the
+share of the three holds above. ``isolated`` is True because the answer verifier (math-verify) may hang.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from orsta_trl.verifiers.answer import answer_block
+from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier
+
+PARTS = ("tool_success",)
+_TAG_RE = re.compile(r"[A-Za-z_][\w.-]*")
+_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)
+_ANSWER_RE = re.compile(r"<answer>.*?</answer>", re.DOTALL)
+
+
+@lru_cache(maxsize=16)
+def _block_re(tag: str) -> re.Pattern:
+    return re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
+
+
+def _events(text: str, params: ToolParams) -> list[tuple[int, str, str]]:
+    """(position, "call" or "output", content) of every complete call and output block, in order."""
+    calls = [(m.start(), "call", m.group(1)) for m in _block_re(params.call_tag).finditer(text)]
+    outputs = [(m.start(), "output", m.group(1)) for m in _block_re(params.output_tag).finditer(text)]
+    return sorted(calls + outputs)
+
+
+def _call_outputs(events: list[tuple[int, str, str]]) -> list[str | None]:
+    """For each call, the output that follows it before the next call (None when there is none)."""
+    found: list[str | None] = []
+    for i, (_, kind, _) in enumerate(events):
+        if kind == "call":
+            following = events[i + 1] if i + 1 < len(events) else None
+            found.append(following[2] if following and following[1] == "output" else None)
+    return found
+
+
+def transcript_outcomes(text: str, params: ToolParams) -> list[bool]:
+    """Per tool call, whether it succeeded, read from the outputs in the transcript."""
+    return [
+        out is not None and not out.lstrip().startswith("Error")
+        for out in _call_outputs(_events(text, params))
+    ]
+
+
+def rollout_scores(text: str, params: ToolParams, outcomes: Sequence[bool] | None = None) -> dict:
+    """``format``, ``tool_success`` and the final ``answer`` block (or None) of one rollout.
+
+    ``outcomes`` (one bool per call) replaces :func:`transcript_outcomes` when the caller knows them.
+    """
+    events = _events(text, params)
+    first_call = next((pos for pos, kind, _ in events if kind == "call"), None)
+    think = _THINK_RE.search(text)
+    think_first = think is not None and (first_call is None or think.start() < first_call)
+    paired = all(out is not None for out in _call_outputs(events))
+    answers = list(_ANSWER_RE.finditer(text))
+    answer_last = len(answers) == 1 and text.count("<answer>") == 1 and not text[answers[0].end() :].strip()
+    outcomes = transcript_outcomes(text, params) if outcomes is None else list(outcomes)
+    success = sum(map(bool, outcomes)) / len(outcomes) if outcomes else float(not params.require_tool)
+    return {
+        "format": (think_first + paired + answer_last) / 3.0,
+        "tool_success": success,
+        "answer": answer_block(text),
+    }
+
+
+@dataclass(frozen=True)
+class ToolGold:
+    """The answer verifier's name, parsed params and prepared ground truth."""
+
+    verifier: str
+    params: Any
+    gold: Any
+
+
+@dataclass(frozen=True)
+class ToolParams:
+    answer_verifier: str = "math"
+    answer_params: Mapping = field(default_factory=dict)
+    call_tag: str = "tool_call"
+    output_tag: str = "tool_response"
+    require_tool: bool = False
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.answer_verifier, str)
+            or not self.answer_verifier
+            or self.answer_verifier == "tool"
+        ):
+            raise FieldError(
+                "reward.params.answer_verifier", f"must name another verifier, got {self.answer_verifier!r}"
+            )
+        if self.answer_params is None:
+            object.__setattr__(self, "answer_params", {})
+        if not isinstance(self.answer_params, Mapping):
+            raise FieldError(
+                "reward.params.answer_params", f"must be a mapping, got {self.answer_params!r:.80}"
+            )
+        for key in ("call_tag", "output_tag"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not _TAG_RE.fullmatch(value) or value in ("think", "answer"):
+                raise FieldError(
+                    f"reward.params.{key}", f"must be a tag name like 'tool_call', got {value!r}"
+                )
+        if self.call_tag == self.output_tag:
+            raise FieldError("reward.params.output_tag", "must differ from call_tag")
+        if not isinstance(self.require_tool, bool):
+            raise FieldError(
+                "reward.params.require_tool", f"must be true or false, got {self.require_tool!r}"
+            )
+
+
+def _answer_verifier(name: str) -> Verifier:
+    from orsta_trl.verifiers.registry import get_verifier  # lazy: the registry imports this module's siblings
+
+    try:
+        return get_verifier(name)
+    except FieldError as exc:
+        raise FieldError("reward.params.answer_verifier", exc.message) from None
+
+
+class ToolVerifier(Verifier):
+    """An agentic rollout: answer correctness, rollout structure and tool-call success."""
+
+    name = "tool"
+    Params = ToolParams
+    parts = PARTS
+    isolated = True
+
+    def prepare(self, ground_truth: Any, params: ToolParams) -> ToolGold:
+        inner = _answer_verifier(params.answer_verifier)
+        try:
+            inner_params = inner.parse_params(params.answer_params)
+        except FieldError as exc:
+            sub = exc.field.removeprefix("reward.params")
+            raise FieldError(f"reward.params.answer_params{sub}", exc.message) from None
+        return ToolGold(params.answer_verifier, inner_params, inner.prepare(ground_truth, inner_params))
+
+    def score(self, text: str, gold: ToolGold, params: ToolParams, ctx: Context) -> Verdict:
+        s = rollout_scores(text, params)
+        parts = {"tool_success": s["tool_success"]}
+        if s["answer"] is None:
+            return Verdict(0.0, s["format"], parts, reason="no_answer")
+        inner = _answer_verifier(gold.verifier).score(
+            f"<answer>{s['answer']}</answer>", gold.gold, gold.params, ctx
+        )
+        return Verdict(inner.accuracy, s["format"], parts, reason=inner.reason)

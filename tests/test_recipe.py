@@ -1,0 +1,81 @@
+"""Recipes: every shipped recipe validates; unknown keys and bad values fail with the key and the nearest one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orsta_trl.recipe import RecipeError, load_recipe, parse_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def test_there_are_recipes():
+    assert {p.name for p in RECIPES} >= {"det_7b.yaml", "orsta_7b.yaml", "tiny_cpu.yaml"}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipe_validates(path):
+    recipe = load_recipe(path, check=True)
+    raw = yaml.safe_load(path.read_text())
+    assert recipe.model.model_name_or_path == raw["model_name_or_path"]
+    assert recipe.orsta.train_files == raw["train_files"]
+    assert recipe.grpo.learning_rate == pytest.approx(float(raw["learning_rate"]))
+    assert recipe.grpo.bf16 == raw.get("bf16", recipe.grpo.bf16)
+
+
+def test_orsta_7b_has_the_paper_settings():
+    recipe = load_recipe(REPO / "recipes/orsta_7b.yaml", check=True)
+    g, o = recipe.grpo, recipe.orsta
+    assert (g.num_generations, g.learning_rate, g.epsilon, g.epsilon_high) == (8, 1e-6, 0.2, 0.28)
+    assert (g.max_completion_length, g.beta, g.lr_scheduler_type.value) == (2048, 0.0, "constant_with_warmup")
+    assert g.warmup_steps == 0.05 and o.freeze_vision and len(o.train_files) == 8
+    assert g.bf16 and g.use_vllm and g.vllm_mode == "colocate"
+
+
+def test_accelerate_configs_name_deepspeed():
+    for stage in (2, 3):
+        config = yaml.safe_load((REPO / f"recipes/accelerate/zero{stage}.yaml").read_text())
+        assert config["distributed_type"] == "DEEPSPEED"
+        assert config["deepspeed_config"]["zero_stage"] == stage
+        assert (config["num_processes"], config["mixed_precision"]) == (8, "bf16")
+
+
+def test_unknown_key_names_the_nearest(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model_name_or_path: m\nlearning_rat: 1.0e-6\n")
+    with pytest.raises(RecipeError, match=r"'learning_rat' \(did you mean 'learning_rate'\?\)"):
+        load_recipe(path)
+    with pytest.raises(RecipeError, match="did you mean 'freeze_vision'"):
+        load_recipe(None, {"freeze_visoin": True})
+
+
+def test_overrides_and_types(tmp_path):
+    assert parse_overrides(["--learning_rate", "2e-6", "--use_vllm", "false", "--max-steps=3", "--bf16"]) == {
+        "learning_rate": "2e-6", "use_vllm": False, "max_steps": 3, "bf16": True}
+    recipe = load_recipe(REPO / "recipes/tiny_cpu.yaml", ["--learning_rate", "2e-6", "--max_steps", "7"])
+    assert recipe.grpo.learning_rate == 2e-6 and recipe.grpo.max_steps == 7
+    with pytest.raises(RecipeError, match="max_steps: expected int"):
+        load_recipe(REPO / "recipes/tiny_cpu.yaml", ["--max_steps", "many"])
+    with pytest.raises(RecipeError, match="min_pixels"):
+        load_recipe(REPO / "recipes/tiny_cpu.yaml", ["--min_pixels", "9000", "--max_pixels", "100"])
+    with pytest.raises(RecipeError, match="IoU schedule"):
+        load_recipe(REPO / "recipes/tiny_cpu.yaml", ["--iou_schedule", "[[0.5, 0.9], [0.1, 0.95]]"])
+
+
+def test_entry_point_reports_a_bad_key(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model_name_or_path: m\ntrain_file: [x.jsonl]\n")
+    result = subprocess.run([sys.executable, str(REPO / "orsta_trl/train.py"), str(path)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "did you mean 'train_files'" in result.stderr
+    check = subprocess.run([sys.executable, "-m", "orsta_trl.cli", "check-recipe", *map(str, RECIPES)],
+                           capture_output=True, text=True, cwd=REPO)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.count("ok ") == len(RECIPES)
