@@ -110,7 +110,7 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
             else:
                 i += 1
                 value = argv[i]
-        overrides[key.replace("-", "_")] = yaml.safe_load(value) if value != "" else ""
+        overrides[key.replace("-", "_")] = read_yaml(value) if value != "" else ""
         i += 1
     return overrides
 
@@ -119,7 +119,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = No
     """Read a YAML recipe (or none), apply ``--key value`` overrides, and build the three configs."""
     values: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        loaded = read_yaml(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise RecipeError(f"{path}: a recipe is a flat mapping of keys to values")
         values.update(loaded)
@@ -156,6 +156,23 @@ def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool
     for key, value in restore.items():
         setattr(grpo, key, value)
     return Recipe(grpo, model, orsta, path)
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false, so ``save_strategy: no`` stays the string "no"."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 (a SafeLoader subclass)
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

@@ -63,11 +63,9 @@ def _orsta_from_recipe(path):
     """Only the reward-related keys of a recipe matter here; the rest is ignored."""
     import dataclasses
 
-    import yaml
+    from orsta_trl.recipe import OrstaConfig, read_yaml
 
-    from orsta_trl.recipe import OrstaConfig
-
-    values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    values = read_yaml(Path(path).read_text(encoding="utf-8")) or {}
     names = {f.name for f in dataclasses.fields(OrstaConfig)} - {"train_files"}
     return OrstaConfig(**{k: v for k, v in values.items() if k in names})
 

@@ -58,6 +58,7 @@ def run(recipe) -> "OrstaRun":
 
     # ---- rewards
     router = RewardRouter.from_records(records, orsta.reward_settings())
+    router.start()
 
     # ---- trainer
     from trl import get_peft_config
@@ -72,6 +73,9 @@ def run(recipe) -> "OrstaRun":
         freeze_vision_tower=orsta.freeze_vision,
         freeze_merger=orsta.freeze_merger,
     )
+
+    state = trainer.accelerator.state
+    _say(f"{state.num_processes} process(es), {state.distributed_type.value}, device {state.device}")
 
     # ---- train
     try:

@@ -17,7 +17,7 @@ from pycocotools.cocoeval import COCOeval
 from qwen_vl_utils import smart_resize
 
 from orsta_trl.verifiers.base import Context, FieldError
-from orsta_trl.verifiers.boxes import parse_boxes
+from orsta_trl.verifiers.boxes import as_box, box_problem, parse_boxes
 from orsta_trl.verifiers.detection import (
     PARTS,
     DetectionVerifier,
@@ -74,8 +74,18 @@ def test_iou_matrix_shapes():
 
 @pytest.mark.parametrize(
     ("progress", "expected"),
-    [(0.0, 0.85), (0.05, 0.85), (0.1, 0.85), (0.1000001, 0.95), (0.25, 0.95), (0.26, 0.99), (1.0, 0.99),
-     (-1.0, 0.85), (2.0, 0.99), (math.nan, 0.85)],
+    [
+        (0.0, 0.85),
+        (0.05, 0.85),
+        (0.1, 0.85),
+        (0.1000001, 0.95),
+        (0.25, 0.95),
+        (0.26, 0.99),
+        (1.0, 0.99),
+        (-1.0, 0.85),
+        (2.0, 0.99),
+        (math.nan, 0.85),
+    ],
 )
 def test_default_schedule_boundaries(progress, expected):
     assert iou_threshold_at(progress) == expected
@@ -176,6 +186,16 @@ BOX = '{"bbox_2d": [1, 2, 3, 4], "label": "a"}'
         (f"<answer>```json\n[{BOX}]\n```</answer>", 1, 0, True, False),
         (f"Here you go:\n```json\n[{BOX}, {BOX}]\n```", 2, 0, True, False),
         ("<answer>[{'bbox_2d': [1, 2, 3, 4], 'label': 'a'}]</answer>", 1, 0, True, False),
+        (
+            """I'd say [{'bbox_2d': [1, 2, 3, 4], 'label': "it's"}, {'bbox_2d': [1, 2, 3, 4], 'label': 'b'}]""",
+            2,
+            0,
+            True,
+            False,
+        ),
+        ("""<answer>{'bbox_2d': [1, 2, 3, 4], 'label': 'a'}</answer>""", 1, 0, True, False),
+        ("""[{'bbox_2d': [1, 2, 3, 4], 'label': 'a'}, {'bbox_2d': [5, 6, 7""", 1, 1, True, False),
+        ("""[{"bbox_2d": [1, 2, 3, 4], "label": "person's hat"}, {"bbox_2d": [5""", 1, 1, True, False),
         (f'[{BOX}, {{"bbox_2d": [5, 6', 1, 1, True, False),  # truncated tail
         (f'<answer>[{BOX}, {{"bbox_2d": [5, 6, 7, 8], "lab', 1, 1, True, False),  # open answer tag
         (f"[{BOX},]", 1, 0, True, False),  # trailing comma
@@ -213,14 +233,34 @@ BOX = '{"bbox_2d": [1, 2, 3, 4], "label": "a"}'
 def test_parse_boxes(text, n_boxes, n_invalid, found, empty):
     parsed = parse_boxes(text)
     assert (len(parsed.boxes), parsed.n_invalid, parsed.found, parsed.explicit_empty) == (
-        n_boxes, n_invalid, found, empty)
+        n_boxes,
+        n_invalid,
+        found,
+        empty,
+    )
 
 
 def test_parse_box_values_and_labels():
-    parsed = parse_boxes('[{"bbox_2d": [1, 2.5, 3, 4], "label": "cat"}, {"bbox_2d": [0, 0, 1, 1]},'
-                         ' {"bbox_2d": [0, 0, 2, 2], "label": 5}]')
+    parsed = parse_boxes(
+        '[{"bbox_2d": [1, 2.5, 3, 4], "label": "cat"}, {"bbox_2d": [0, 0, 1, 1]},'
+        ' {"bbox_2d": [0, 0, 2, 2], "label": 5}]'
+    )
     assert parsed.boxes == [(1.0, 2.5, 3.0, 4.0, "cat"), (0.0, 0.0, 1.0, 1.0, ""), (0.0, 0.0, 2.0, 2.0, "")]
-    assert parse_boxes("""[{'bbox_2d': [1, 2, 3, 4], 'label': "person's hat"}]""").found
+    assert (
+        parse_boxes("""[{'bbox_2d': [1, 2, 3, 4], 'label': "person's hat"}]""").boxes[0][4] == "person's hat"
+    )
+    assert parse_boxes("""[{'bbox_2d': [1, 2, 3, 4], 'label': 'a "b"'}]""").boxes[0][4] == 'a "b"'
+
+
+def test_box_problem_agrees_with_as_box():
+    rng = random.Random(3)
+    values = [0, 1, 2.5, -3, 10**400, 1e308, -1e308, 1e-170, math.nan, math.inf, True, "1", None, [1]]
+    for _ in range(3000):
+        coords = [rng.choice(values) for _ in range(rng.choice([4, 4, 4, 3]))]
+        item = rng.choice(
+            [{"bbox_2d": coords, "label": "a"}, {"bbox_2d": tuple(coords)}, {"box": coords}, coords]
+        )
+        assert (box_problem(item) is None) == (as_box(item) is not None), item
 
 
 FULL = [{"bbox_2d": [10 * i, 5, 10 * i + 8, 40 + i], "label": f"obj {i}"} for i in range(4)]
@@ -236,9 +276,16 @@ def test_every_truncation_keeps_a_prefix_of_the_boxes():
     assert parse_boxes(FULL_TEXT[: FULL_TEXT.index("},") + 10]).boxes == full[:1]
 
 
+@pytest.mark.filterwarnings("error")
 def test_never_raises_on_garbage():
     rng = random.Random(0)
-    alphabet = list('[]{}",:\'0123456789.-eE aNbx_<>/\n`') + ["bbox_2d", "<answer>", "</answer>", "```", "null"]
+    alphabet = list("[]{}\",:'0123456789.-eE aNbx_<>/\n`") + [
+        "bbox_2d",
+        "<answer>",
+        "</answer>",
+        "```",
+        "null",
+    ]
     gold_p = V.parse_params(ORIGINAL)
     gold = V.prepare([{"bbox_2d": [1, 2, 30, 40], "label": "a"}], gold_p)
     for _ in range(1500):
@@ -290,23 +337,34 @@ def test_empty_ground_truth_and_precision_recall_conventions():
 def test_thresholds_dynamic_fixed_average_and_override():
     gt = [{"bbox_2d": [0, 0, 100, 100], "label": "a"}]
     text = answer([{"bbox_2d": [0, 0, 100, 90], "label": "a"}])  # IoU 0.9
-    at = {t: detection_score([(0, 0, 100, 90, "a")], [(0, 0, 100, 100, "a")], t) for t in (0.85, 0.95)}
-    assert at[0.85] == pytest.approx(0.7 * 0.9 + 0.3) and at[0.95] == 0.0
-    assert verdict(text, gt, ORIGINAL, progress=0.1).accuracy == pytest.approx(at[0.85])
-    assert verdict(text, gt, ORIGINAL, progress=0.2).accuracy == 0.0
-    assert verdict(text, gt, ORIGINAL, progress=0.2, iou_schedule=((0.0, 0.5),)).accuracy == pytest.approx(at[0.85])
-    assert verdict(text, gt, {**ORIGINAL, "iou_threshold": 0.9}).accuracy == pytest.approx(at[0.85])
-    average = sum(0.93 if t <= 0.9 else 0.0 for t in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)) / 11
-    assert verdict(text, gt, {**ORIGINAL, "iou_threshold": "average"}).accuracy == pytest.approx(average)
-    assert verdict(text, gt, ORIGINAL, progress=1.0, iou_override="average").accuracy == pytest.approx(average)
-    assert verdict(text, gt, {**ORIGINAL, "iou_threshold": 0.99}, iou_override=0.5).accuracy == pytest.approx(at[0.85])
+    hit = 0.7 * 0.9 + 0.3  # the accuracy at any threshold <= 0.9; 0 above
+    average = hit * 9 / 11  # 9 of the 11 thresholds are <= 0.9
+    cases = [
+        (None, {"progress": 0.1}, hit),  # schedule: 0.85
+        (None, {"progress": 0.2}, 0.0),  # schedule: 0.95
+        (None, {"progress": 0.2, "iou_schedule": ((0.0, 0.5),)}, hit),
+        ({"iou_threshold": 0.9}, {}, hit),
+        ({"iou_threshold": 0.91}, {}, 0.0),
+        ({"iou_threshold": "average"}, {}, average),
+        (None, {"iou_override": "average"}, average),
+        ({"iou_threshold": 0.99}, {"iou_override": 0.5}, hit),
+        ({"iou_threshold": "average"}, {"iou_override": 0.95}, 0.0),
+    ]
+    for params, ctx, expected in cases:
+        assert verdict(text, gt, {**ORIGINAL, **(params or {})}, **ctx).accuracy == pytest.approx(expected)
+    with pytest.raises(ValueError, match="iou_override"):  # a bad context is the caller's bug, not the text's
+        verdict(text, gt, ORIGINAL, iou_override=0)
 
 
-@pytest.mark.parametrize(("size", "min_pixels", "max_pixels"),
-                         [((1000, 700), 3136, 12845056), ((1920, 1080), 3136, 200704), ((50, 40), 100352, 12845056)])
+@pytest.mark.parametrize(
+    ("size", "min_pixels", "max_pixels"),
+    [((1000, 700), 3136, 12845056), ((1920, 1080), 3136, 200704), ((50, 40), 100352, 12845056)],
+)
 def test_resized_coordinates_map_back_to_the_original(size, min_pixels, max_pixels):
     width, height = size
-    resized_h, resized_w = smart_resize(height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels)
+    resized_h, resized_w = smart_resize(
+        height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels
+    )
     assert (resized_w, resized_h) != (width, height)
     gt = [{"bbox_2d": [0.1 * width, 0.2 * height, 0.6 * width, 0.9 * height], "label": "a"}]
     x1, y1, x2, y2 = gt[0]["bbox_2d"]
@@ -322,9 +380,14 @@ def test_resized_coordinates_map_back_to_the_original(size, min_pixels, max_pixe
 
 @pytest.mark.parametrize(
     ("sizes", "modes"),
-    [((), ("resized", "norm1000")), (((0, 10),), ("resized", "norm1000")), (((10, -1),), ("resized", "norm1000")),
-     ((("a", "b"),), ("resized", "norm1000")), ((None,), ("resized", "norm1000")),
-     (((10000, 10),), ("resized",))],  # aspect ratio > 200: smart_resize refuses it
+    [
+        ((), ("resized", "norm1000")),
+        (((0, 10),), ("resized", "norm1000")),
+        (((10, -1),), ("resized", "norm1000")),
+        ((("a", "b"),), ("resized", "norm1000")),
+        ((None,), ("resized", "norm1000")),
+        (((10000, 10),), ("resized",)),
+    ],  # aspect ratio > 200: smart_resize refuses it
 )
 def test_unusable_image_size(sizes, modes):
     gt = [{"bbox_2d": [1, 1, 5, 5], "label": "a"}]
@@ -334,11 +397,18 @@ def test_unusable_image_size(sizes, modes):
     assert verdict(answer(gt), gt, ORIGINAL, image_sizes=sizes).accuracy == 1.0
 
 
-def test_rescaled_overflow_is_invalid():
-    gt = [{"bbox_2d": [1, 1, 5, 5], "label": "a"}]
-    text = answer(gt + [{"bbox_2d": [0, 0, 1e300, 1e300], "label": "a"}])  # only overflows once rescaled
-    v = verdict(text, gt, {"pred_coords": "norm1000"}, image_sizes=((1000, 1000),))
-    assert (v.reason, v.accuracy) == ("invalid_boxes", 1.0)
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize(
+    ("box", "size"),
+    [([1.7e308, 0, 1.79e308, 1], (4000, 4000)), ([0, 0, 1e-160, 1e-160], (1, 1))],  # fine until rescaled
+)
+def test_boxes_broken_by_rescaling_are_invalid(box, size):
+    gt = [{"bbox_2d": [0.001, 0.001, 0.005, 0.005], "label": "a"}]
+    assert len(parse_boxes(answer([{"bbox_2d": box}])).boxes) == 1
+    text = answer([{"bbox_2d": [1, 1, 5, 5], "label": "a"}, {"bbox_2d": box, "label": "a"}])
+    v = verdict(text, gt, {"pred_coords": "norm1000"}, image_sizes=(size,))
+    assert v.reason == "invalid_boxes"
+    assert v.parts["recall@0.5"] == (1.0 if size == (1, 1) else 0.0)
 
 
 def test_picklable():
@@ -410,12 +480,23 @@ def coco_stats(pred, gt, match_labels):
     def bbox(b):
         return [b[0], b[1], b[2] - b[0], b[3] - b[1]]
 
-    anns = [{"id": i + 1, "image_id": 1, "category_id": cat(b[4]), "bbox": bbox(b), "area": bbox(b)[2] * bbox(b)[3],
-             "iscrowd": 0} for i, b in enumerate(gt)]
+    anns = [
+        {
+            "id": i + 1,
+            "image_id": 1,
+            "category_id": cat(b[4]),
+            "bbox": bbox(b),
+            "area": bbox(b)[2] * bbox(b)[3],
+            "iscrowd": 0,
+        }
+        for i, b in enumerate(gt)
+    ]
     dets = [{"image_id": 1, "category_id": cat(b[4]), "bbox": bbox(b), "score": 1.0} for b in pred]
     cat(gt[0][4] if gt else "a")
-    base = {"images": [{"id": 1, "width": 1000, "height": 1000}],
-            "categories": [{"id": i, "name": str(i)} for i in cats.values()]}
+    base = {
+        "images": [{"id": 1, "width": 1000, "height": 1000}],
+        "categories": [{"id": i, "name": str(i)} for i in cats.values()],
+    }
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = {**base, "annotations": anns}
@@ -444,22 +525,45 @@ def random_case(rng: random.Random):
         least = 1.0 if integer else 1e-3
         return (coord(x), coord(y), coord(x) + max(coord(w), least), coord(y) + max(coord(h), least), label)
 
-    gt = [box(rng.uniform(0, 300), rng.uniform(0, 300), rng.uniform(2, 80), rng.uniform(2, 80), rng.choice(labels))
-          for _ in range(rng.randint(0, 5))]
+    gt = [
+        box(
+            rng.uniform(0, 300),
+            rng.uniform(0, 300),
+            rng.uniform(2, 80),
+            rng.uniform(2, 80),
+            rng.choice(labels),
+        )
+        for _ in range(rng.randint(0, 5))
+    ]
     pred = []
     for _ in range(rng.randint(0, 8)):
         kind = rng.random()
         if gt and kind < 0.6:  # a jittered copy of a gt box
             x1, y1, x2, y2, lab = rng.choice(gt)
             j = rng.choice([0, 0.5, 2, 6])
-            pred.append(box(x1 + rng.uniform(-j, j), y1 + rng.uniform(-j, j), x2 - x1 + rng.uniform(-j, j),
-                            y2 - y1 + rng.uniform(-j, j), lab if rng.random() < 0.8 else rng.choice(labels)))
+            pred.append(
+                box(
+                    x1 + rng.uniform(-j, j),
+                    y1 + rng.uniform(-j, j),
+                    x2 - x1 + rng.uniform(-j, j),
+                    y2 - y1 + rng.uniform(-j, j),
+                    lab if rng.random() < 0.8 else rng.choice(labels),
+                )
+            )
         elif pred and kind < 0.75:  # a duplicate
             pred.append(rng.choice(pred))
         elif kind < 0.85:  # a tiny box
             pred.append(box(rng.uniform(0, 300), rng.uniform(0, 300), 0.5, 0.5, rng.choice(labels)))
         else:
-            pred.append(box(rng.uniform(0, 300), rng.uniform(0, 300), rng.uniform(2, 80), rng.uniform(2, 80), rng.choice(labels)))
+            pred.append(
+                box(
+                    rng.uniform(0, 300),
+                    rng.uniform(0, 300),
+                    rng.uniform(2, 80),
+                    rng.uniform(2, 80),
+                    rng.choice(labels),
+                )
+            )
     return pred, gt
 
 
@@ -472,10 +576,15 @@ def special_cases():
         ([near, (0, 0, 10, 10, "a")], [big, (0, 0, 10, 10, "a")]),
         ([near], [big]),
         ([near, near], [big, (0, 0, 10, 10, "a")]),
+        # the detection overlaps an ignored gt more (0.95) than a counted one (0.90): COCO takes the counted one
+        ([(0, 0, 1.05e5, 1e5, "a")], [(0, 0, 1.1e5, 1e5, "a"), (0, 0, 0.95e5, 1e5, "a")]),
+        ([(0, 0, 1.05e5, 1e5, "a")], [(0, 0, 0.95e5, 1e5, "a"), (0, 0, 1.1e5, 1e5, "a")]),
         ([(0, 0, 10, 10, "a")] * 3, [(0, 0, 10, 10, "a")] * 2),
         (many, [(x, 0.0, x + 10.0, 10.0, "a") for x in range(0, 300, 30)]),  # > maxDets
         ([(0, 0, 10, 10, "a"), (0, 0, 10, 10, "b")], [(0, 0, 10, 10, "b")]),
         ([(0, 0, 10, 10, "z")], [(0, 0, 10, 10, "a")]),
+        # the first detection ties (IoU 9/11) with both gts: COCO gives it the last, leaving the first for the second
+        ([(1, 0, 11, 10, "a"), (0, 0, 10, 10, "a")], [(0, 0, 10, 10, "a"), (2, 0, 12, 10, "a")]),
         ([], [(0, 0, 10, 10, "a")]),
     ]
 
@@ -483,6 +592,15 @@ def special_cases():
 def test_sample_ap_equals_pycocotools():
     rng = random.Random(1234)
     cases = [random_case(rng) for _ in range(60)] + special_cases()
+    for _ in range(25):  # scaled up so that box areas straddle COCO's 1e10 'all' range (ignored beyond it)
+        pred, gt = random_case(rng)
+        s = rng.choice([1250.0, 1500.0, 1800.0])
+        cases.append(
+            tuple(
+                [(x1 * s, y1 * s, x2 * s, y2 * s, lab) for x1, y1, x2, y2, lab in boxes]
+                for boxes in (pred, gt)
+            )
+        )
     checked = 0
     for pred, gt in cases:
         for match_labels in (True, False):
@@ -491,16 +609,79 @@ def test_sample_ap_equals_pycocotools():
             if any(theirs[k] == -1 for k in range(3)):  # no countable gt: our documented convention
                 assert all(x == (1.0 if not pred else 0.0) for x in ours), (pred, gt)
                 continue
-            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9, err_msg=repr((pred, gt, match_labels)))
+            np.testing.assert_allclose(
+                ours, theirs, rtol=0, atol=1e-9, err_msg=repr((pred, gt, match_labels))
+            )
             checked += 1
     assert checked >= 100
 
 
 def test_verifier_ap_parts_match_sample_ap():
     gt = [{"bbox_2d": [0, 0, 10, 10], "label": "a"}, {"bbox_2d": [20, 0, 30, 10], "label": "b"}]
-    pred = [{"bbox_2d": [0, 0, 10, 9], "label": "a"}, {"bbox_2d": [0, 0, 10, 10], "label": "a"},
-            {"bbox_2d": [21, 0, 30, 10], "label": "b"}]
+    pred = [
+        {"bbox_2d": [0, 0, 10, 9], "label": "a"},
+        {"bbox_2d": [0, 0, 10, 10], "label": "a"},
+        {"bbox_2d": [21, 0, 30, 10], "label": "b"},
+    ]
     parts = verdict(answer(pred), gt, ORIGINAL).parts
     boxes = lambda xs: [(*x["bbox_2d"], x["label"]) for x in xs]  # noqa: E731
     assert (parts["ap"], parts["ap50"], parts["ap75"]) == pytest.approx(sample_ap(boxes(pred), boxes(gt)))
-    assert (parts["ap"], parts["ap50"], parts["ap75"]) == pytest.approx(coco_stats(boxes(pred), boxes(gt), True))
+    assert (parts["ap"], parts["ap50"], parts["ap75"]) == pytest.approx(
+        coco_stats(boxes(pred), boxes(gt), True)
+    )
+
+
+def reference_matches(pred, gt, t, matching, match_labels):
+    """(n_match, IoU sum) straight from the definitions; Hungarian by exhaustive search."""
+
+    def w(i, j):
+        same = not match_labels or pred[i][4].strip().lower() == gt[j][4].strip().lower()
+        value = iou(pred[i], gt[j])
+        return value if same and value >= t else 0.0
+
+    if matching == "hungarian":
+        best = (0, 0.0)
+
+        def search(i, used, n, total):
+            nonlocal best
+            if i == len(pred):
+                best = max(best, (n, total), key=lambda b: b[1])
+                return
+            search(i + 1, used, n, total)
+            for j in range(len(gt)):
+                if j not in used and w(i, j) > 0:
+                    search(i + 1, used | {j}, n + 1, total + w(i, j))
+
+        search(0, frozenset(), 0, 0.0)
+        return best
+    pairs = []
+    if matching == "greedy_label_first":
+        free = set(range(len(pred)))
+        for j in range(len(gt)):
+            options = sorted((-w(i, j), i) for i in free if w(i, j) > 0)
+            if options:
+                pairs.append((options[0][1], j))
+                free.discard(options[0][1])
+    else:
+        ranked = sorted((-w(i, j), i, j) for i in range(len(pred)) for j in range(len(gt)) if w(i, j) > 0)
+        used_p, used_g = set(), set()
+        for _, i, j in ranked:
+            if i not in used_p and j not in used_g:
+                used_p.add(i)
+                used_g.add(j)
+                pairs.append((i, j))
+    return len(pairs), sum(w(i, j) for i, j in pairs)
+
+
+def test_matchers_against_their_definitions():
+    rng = random.Random(5)
+    for _ in range(100):
+        pred, gt = random_case(rng)
+        pred, gt = pred[:5], gt[:5]
+        for t in (0.3, 0.5, 0.8):
+            for matching in ("hungarian", "greedy_label_first", "greedy_iou_first"):
+                for match_labels in (True, False):
+                    n, s = reference_matches(pred, gt, t, matching, match_labels)
+                    expected = acc(n, s, len(pred), len(gt)) if gt else float(not pred)
+                    got = detection_score(pred, gt, t, matching, match_labels)
+                    assert got == pytest.approx(expected, abs=1e-12), (pred, gt, t, matching, match_labels)

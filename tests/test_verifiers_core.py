@@ -9,12 +9,13 @@ import time
 import pytest
 from math_verify import parse, verify
 
-from orsta_trl.data.records import prepare_reward
+from orsta_trl.data.records import Record, prepare_reward
 from orsta_trl.verifiers.base import Context, FieldError
 from orsta_trl.verifiers.count import CountVerifier
 from orsta_trl.verifiers.maths import MathVerifier
 from orsta_trl.verifiers.ocr import OcrVerifier
-from orsta_trl.verifiers.pool import Task, WorkerPool
+from orsta_trl.verifiers.pool import TIMED_OUT, Task, WorkerPool
+from orsta_trl.verifiers.router import RewardRouter, RewardSettings
 
 CTX = Context()
 PATHOLOGICAL = r"<answer>\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}</answer>"
@@ -136,24 +137,41 @@ def test_verifiers_pickle_and_threads():
         assert results == [expected] * 8
 
 
-def test_pool_kills_pathological_math_within_the_limit():
+def test_pool_kills_pathological_jobs_within_the_limit():
     verifier = MathVerifier()
     params = verifier.parse_params({})
     gold = verifier.prepare("3", params)
-    tasks = [Task("math", PATHOLOGICAL, gold, params, CTX)] * 3 + [
-        Task("math", rf"<answer>\boxed{{{i}}}</answer>", gold, params, CTX) for i in range(20)
-    ]
+    slow = [verifier.slow_job(PATHOLOGICAL + f" #{k}", gold, params, CTX) for k in range(3)]
+    assert slow[0] == (gold, r"\dfrac{5^{5^{5^{5^5}}}-4}{3}")
+    ordinary = [verifier.slow_job(rf"<answer>\boxed{{{i}/1}}</answer>", gold, params, CTX) for i in range(20)]
+    tasks = [Task("math", job) for job in [slow[0], (gold, "x^{5^{5^{5^{5}}}}"), (gold, "7^{7^{7^{7^{7}}}}")] + ordinary]
     pool = WorkerPool(timeout_s=1.0, workers=2)
     try:
-        pool.map(tasks[3:5])  # warm up the forkserver
+        pool.map(tasks[3:5])  # start the workers
         start = time.perf_counter()
-        verdicts = pool.map(tasks)
+        results = pool.map(tasks)
         elapsed = time.perf_counter() - start
     finally:
         pool.close()
-    assert [v.reason for v in verdicts[:3]] == ["timeout"] * 3
-    assert [v.accuracy for v in verdicts[3:]] == [1.0 if i == 3 else 0.0 for i in range(20)]
+    assert results[:3] == [TIMED_OUT] * 3
+    assert results[3:] == [i == 3 for i in range(20)]
     assert elapsed < 1.0 + 1.0, f"pathological batch took {elapsed:.2f}s"
+
+
+def test_router_scores_a_pathological_batch_within_the_limit():
+    record = Record("m1", "toy_math", [], [], prepare_reward({"verifier": "math", "ground_truth": "3"}))
+    router = RewardRouter.from_records([record], RewardSettings(reward_timeout_s=1.0))
+    texts = [PATHOLOGICAL, r"<answer>\boxed{6/2}</answer>", r"<answer>\boxed{3}</answer>", "nothing", PATHOLOGICAL]
+    try:
+        router.score([record.key] * 2, texts[1:3])  # start the pool
+        start = time.perf_counter()
+        scored = router.score([record.key] * len(texts), texts)
+        elapsed = time.perf_counter() - start
+    finally:
+        router.close()
+    assert [s.verdict.reason for s in scored] == ["timeout", None, None, "no_answer", "timeout"]
+    assert [s.reward for s in scored] == [0.0, 1.0, 1.0, 0.0, 0.0]
+    assert elapsed < 2.0
 
 
 def test_reward_weighting_and_load_time_errors():

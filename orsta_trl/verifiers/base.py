@@ -12,8 +12,12 @@ Each verifier declares:
 * ``prepare(ground_truth, params)``: validates and pre-parses the ground truth once per record.
 * ``score(text, gold, params, ctx)``: never raises on a malformed completion; it returns zeros and a ``reason``.
 * ``parts``: the names of the extra parts it reports, so monitors know every key before the first batch.
-* ``isolated``: True when a single call may hang (math-verify on pathological input); the router then runs it
-  in killable worker processes with a hard time limit.
+* ``isolated``: True when a single call may hang (math-verify on pathological input). Such a verifier splits
+  its work: ``slow_job(text, gold, params, ctx)`` returns a small hashable description of the part that may
+  hang (or None when the text needs nothing slow), ``run_slow_job(job)`` computes it, and
+  ``score(..., slow=result)`` finishes the verdict with that result. The router de-duplicates jobs across a
+  batch and runs each in a killable worker process under a hard time limit; ``score`` without ``slow`` does
+  everything in-process, so the verifier stays a plain pure function.
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ class Context:
     rewrite_embedder: str | None = None
 
 
+#: ``score(..., slow=NOT_RUN)``: the slow part has not been run elsewhere; compute it here.
+NOT_RUN = object()
+
+
 @dataclass(frozen=True)
 class NoParams:
     """For verifiers without parameters."""
@@ -114,6 +122,14 @@ class Verifier:
 
     def score(self, text: str, gold: Any, params: Any, ctx: Context) -> Verdict:
         raise NotImplementedError
+
+    def slow_job(self, text: str, gold: Any, params: Any, ctx: Context) -> Any:
+        """Isolated verifiers: the hashable, picklable part of scoring ``text`` that may hang, or None."""
+        return None
+
+    def run_slow_job(self, job: Any) -> Any:
+        """Isolated verifiers: compute a job returned by :meth:`slow_job` (in a worker process)."""
+        raise NotImplementedError(f"{self.name} has no slow part")
 
     def warm_up(self) -> None:
         """Load lazy imports and caches once, before worker processes fork (isolated verifiers only)."""

@@ -1,30 +1,40 @@
-"""Killable worker processes that run verifiers under a hard per-completion time limit.
+"""Killable worker processes that run verifiers' slow jobs under a hard time limit.
 
 math-verify's own timeout relies on SIGALRM: main thread only, whole seconds, and blind to C-level work, so a
 single ``\\boxed{5^{5^{5^{5^5}}}}`` can stall every rank for minutes. Here each completion goes to a worker
-process; the parent watches the wall clock and kills a worker whose current completion has run past
-``timeout_s``, records ``reason="timeout"`` for it, and starts a fresh worker. When every worker is busy on a
+process (as a small job: for math, the (gold, answer) pair that needs sympy); the parent watches the wall clock
+and kills a worker whose current job has run past ``timeout_s``, records :data:`TIMED_OUT` for it, and starts
+a fresh worker. When every worker is busy on a
 slow completion and work is waiting, extra workers are started (up to ``max_workers``) so that several
 pathological completions time out side by side instead of one after another; extras are retired when the
 batch ends.
 
 Workers are forked from a ``forkserver`` that has already imported the verifiers, so a replacement starts in
-milliseconds without inheriting the trainer's threads or CUDA state.
+milliseconds without inheriting the trainer's threads or CUDA state. Unlike multiprocessing's default, workers
+never re-import the caller's ``__main__`` (a training script without a main guard, a notebook, stdin).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from orsta_trl.verifiers.base import Context, Verdict
-
 _CONTEXT = None
+
+
+class Outcome(str):
+    """A job's result that is not the verifier's: it timed out, its worker died, or it raised."""
+
+
+TIMED_OUT = Outcome("timeout")
+WORKER_DIED = Outcome("worker_died")
 
 
 def _mp_context():
@@ -46,22 +56,34 @@ def _worker_main(conn: Connection) -> None:
             return
         if message is None:
             return
-        index, name, text, gold, params, ctx = message
+        index, name, job = message
         try:
-            verdict = REGISTRY[name].score(text, gold, params, ctx)
+            result = REGISTRY[name].run_slow_job(job)
         except Exception as exc:  # a verifier bug must not take the worker down
-            verdict = Verdict(0.0, 0.0, {}, f"verifier_error:{type(exc).__name__}")
-        conn.send((index, verdict))
+            result = Outcome(f"verifier_error:{type(exc).__name__}")
+        conn.send((index, result))
 
 
-@dataclass
+@dataclass(frozen=True)
 class Task:
+    """One slow job of the verifier named ``verifier``."""
+
     verifier: str
-    text: str
-    gold: Any
-    params: Any
-    ctx: Context
-    parts: tuple[str, ...] = ()
+    job: Any
+
+
+@contextmanager
+def _main_module_hidden():
+    """Hide ``__main__``'s file and spec while a worker starts, so multiprocessing does not re-import it."""
+    main = sys.modules["__main__"]
+    saved = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 class _Worker:
@@ -69,7 +91,8 @@ class _Worker:
         parent, child = _mp_context().Pipe()
         self.conn = parent
         self.process = _mp_context().Process(target=_worker_main, args=(child,), daemon=True)
-        self.process.start()
+        with _main_module_hidden():
+            self.process.start()
         child.close()
         self.task: int | None = None
         self.started = 0.0
@@ -84,7 +107,7 @@ class _Worker:
 
     def send(self, index: int, task: Task) -> None:
         self.task, self.started = index, time.monotonic()
-        self.conn.send((index, task.verifier, task.text, task.gold, task.params, task.ctx))
+        self.conn.send((index, task.verifier, task.job))
 
     def kill(self) -> None:
         self.process.kill()
@@ -102,10 +125,10 @@ class _Worker:
 
 
 class WorkerPool:
-    """Run verifier tasks in worker processes, each completion under a hard wall-clock limit.
+    """Run verifiers' slow jobs in worker processes, each under a hard wall-clock limit.
 
     Args:
-        timeout_s: the per-completion limit in seconds (floats allowed).
+        timeout_s: the per-job limit in seconds (floats allowed).
         workers: processes kept warm (default: the number of usable cores, at least 1).
         max_workers: the most processes at once while slow completions block the warm ones.
     """
@@ -118,15 +141,19 @@ class WorkerPool:
         self._pool: list[_Worker] = []
         self.timeouts = 0
 
+    def start(self) -> None:
+        """Start the warm workers now rather than on the first batch."""
+        self._ensure(self.workers)
+
     def _ensure(self, n: int) -> None:
         while len(self._pool) < n:
             self._pool.append(_Worker())
         for worker in self._pool:
             worker.wait_ready()
 
-    def map(self, tasks: list[Task]) -> list[Verdict]:
-        """Score every task; results come back in order. A task past the limit gets ``reason="timeout"``."""
-        results: list[Verdict | None] = [None] * len(tasks)
+    def map(self, tasks: list[Task]) -> list[Any]:
+        """Run every job; results come back in order. A job past the limit gets :data:`TIMED_OUT`."""
+        results: list[Any] = [None] * len(tasks)
         if not tasks:
             return []
         self._ensure(min(self.workers, len(tasks)))
@@ -162,22 +189,22 @@ class WorkerPool:
                     continue
                 worker = busy.pop(conn)
                 try:
-                    index, verdict = conn.recv()
+                    index, result = conn.recv()
                 except (EOFError, OSError):  # the worker died (out of memory, segfault in a C library)
-                    index, verdict = worker.task, _failed(tasks[worker.task], "worker_died")
+                    index, result = worker.task, WORKER_DIED
                     self._replace(worker, idle)
                 else:
                     idle.append(worker)
-                results[index] = verdict
+                results[index] = result
             now = time.monotonic()
             for conn, worker in list(busy.items()):
                 if now - worker.started >= self.timeout_s:
                     busy.pop(conn)
-                    results[worker.task] = _failed(tasks[worker.task], "timeout")
+                    results[worker.task] = TIMED_OUT
                     self.timeouts += 1
                     self._replace(worker, idle)
         self._shrink()
-        return results  # type: ignore[return-value]
+        return results
 
     def _replace(self, worker: _Worker, idle: list[_Worker]) -> None:
         worker.kill()
@@ -202,6 +229,3 @@ class WorkerPool:
         except Exception:
             pass
 
-
-def _failed(task: Task, reason: str) -> Verdict:
-    return Verdict(0.0, 0.0, {name: 0.0 for name in task.parts}, reason)

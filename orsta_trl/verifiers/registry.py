@@ -6,8 +6,13 @@ from orsta_trl.keys import unknown_key_message
 from orsta_trl.verifiers.base import FieldError, Verifier
 from orsta_trl.verifiers.count import CountVerifier
 from orsta_trl.verifiers.detection import DetectionVerifier
+from orsta_trl.verifiers.docparse import DocparseVerifier
+from orsta_trl.verifiers.json_output import JsonVerifier
 from orsta_trl.verifiers.maths import MathVerifier
 from orsta_trl.verifiers.ocr import OcrVerifier
+from orsta_trl.verifiers.plan import PlanVerifier
+from orsta_trl.verifiers.rewrite import RewriteVerifier
+from orsta_trl.verifiers.tool import ToolVerifier
 
 REGISTRY: dict[str, Verifier] = {
     verifier.name: verifier
@@ -16,6 +21,11 @@ REGISTRY: dict[str, Verifier] = {
         CountVerifier(),
         OcrVerifier(),
         DetectionVerifier(),
+        DocparseVerifier(),
+        JsonVerifier(),
+        RewriteVerifier(),
+        ToolVerifier(),
+        PlanVerifier(),
     )
 }
 

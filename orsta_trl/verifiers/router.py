@@ -7,7 +7,9 @@ prepared ground truth and params, and the weights; the router returns
 * Training progress (global step / max steps) comes from TRL's ``trainer_state`` on every call, so the
   dynamic IoU threshold is right after a resume; the current threshold is logged every step.
 * Identical (record, completion) pairs are scored once per batch.
-* Verifiers marked ``isolated`` run in a :class:`WorkerPool` under ``reward_timeout_s``; the others run here.
+* Verifiers marked ``isolated`` hand their slow jobs (math: the (gold, answer) pairs that need sympy) to a
+  :class:`WorkerPool`, de-duplicated across the batch and each under ``reward_timeout_s``; a job past the limit
+  scores 0 with ``reason="timeout"``. Everything else runs here.
 * Nothing a completion contains can raise: a verifier bug scores 0 with ``reason="verifier_error:..."``.
 """
 
@@ -26,7 +28,7 @@ from orsta_trl.verifiers.base import (
     Context,
     Verdict,
 )
-from orsta_trl.verifiers.pool import Task, WorkerPool
+from orsta_trl.verifiers.pool import Outcome, Task, WorkerPool
 from orsta_trl.verifiers.schedule import iou_threshold_at
 
 
@@ -85,6 +87,11 @@ class RewardRouter:
             self._pool = WorkerPool(self.settings.reward_timeout_s, workers=workers)
         return self._pool
 
+    def start(self) -> None:
+        """Start the worker pool before the first batch when any record's verifier runs isolated."""
+        if any(r.reward.verifier.isolated for r in self.records.values()):
+            self.pool.start()
+
     def threshold(self, progress: float) -> float:
         return iou_threshold_at(progress, self.settings.iou_schedule)
 
@@ -100,21 +107,25 @@ class RewardRouter:
         unique: dict[tuple, int] = {}
         order = [unique.setdefault((key, text), len(unique)) for key, text in zip(keys, texts, strict=True)]
         verdicts: list[Verdict | None] = [None] * len(unique)
-        isolated: list[tuple[int, Task]] = []
+        waiting: list[tuple[int, str, Record, Context, Task]] = []
         for (key, text), slot in unique.items():
             record = self.records.get(tuple(key))
             if record is None:
                 raise KeyError(f"no record with data_source={key[0]!r} and id={key[1]!r}")
             spec = record.reward
             ctx = self.context(record, progress, iou_override)
-            if spec.verifier.isolated:
-                task = Task(spec.verifier.name, text, spec.gold, spec.params, ctx, spec.verifier.parts)
-                isolated.append((slot, task))
-            else:
+            job = _safe_slow_job(spec, text, ctx) if spec.verifier.isolated else None
+            if job is None:
                 verdicts[slot] = _safe_score(spec, text, ctx)
-        if isolated:
-            for (slot, _), verdict in zip(isolated, self.pool.map([t for _, t in isolated]), strict=True):
-                verdicts[slot] = verdict
+            else:
+                waiting.append((slot, text, record, ctx, Task(spec.verifier.name, job)))
+        if waiting:
+            jobs = list(dict.fromkeys(task for *_, task in waiting))
+            results = dict(zip(jobs, self.pool.map(jobs), strict=True))
+            for slot, text, record, ctx, task in waiting:
+                result = results[task]
+                verdicts[slot] = (_failed(record.reward, result) if isinstance(result, Outcome)
+                                  else _safe_score(record.reward, text, ctx, slow=result))
         scored = []
         for (key, _), slot in zip(zip(keys, texts, strict=True), order, strict=True):
             record, verdict = self.records[tuple(key)], verdicts[slot]
@@ -148,11 +159,23 @@ class RewardRouter:
         return state
 
 
-def _safe_score(spec, text: str, ctx: Context) -> Verdict:
+def _safe_score(spec, text: str, ctx: Context, **slow) -> Verdict:
     try:
-        return spec.verifier.score(text, spec.gold, spec.params, ctx)
+        return spec.verifier.score(text, spec.gold, spec.params, ctx, **slow)
     except Exception as exc:  # a verifier bug must never crash training
-        return Verdict(0.0, 0.0, {p: 0.0 for p in spec.verifier.parts}, f"verifier_error:{type(exc).__name__}")
+        return _failed(spec, f"verifier_error:{type(exc).__name__}")
+
+
+def _safe_slow_job(spec, text: str, ctx: Context):
+    try:
+        return spec.verifier.slow_job(text, spec.gold, spec.params, ctx)
+    except Exception:  # let score() report the problem in-process
+        return None
+
+
+def _failed(spec, reason: str) -> Verdict:
+    """Zero for every part, with the reason (a timeout, a dead worker, a verifier bug)."""
+    return Verdict(0.0, 0.0, {name: 0.0 for name in spec.verifier.parts}, str(reason))
 
 
 def training_progress(trainer_state) -> float:

@@ -49,7 +49,9 @@ def validate_schedule(schedule: Any) -> Schedule:
     ((0.0, 0.5), (0.5, 0.9))
     """
     if isinstance(schedule, str | bytes) or not isinstance(schedule, Sequence) or len(schedule) == 0:
-        raise ValueError(f"an IoU schedule must be a non-empty list of [progress_from, threshold] pairs, got {schedule!r}")
+        raise ValueError(
+            f"an IoU schedule must be a non-empty list of [progress_from, threshold] pairs, got {schedule!r}"
+        )
     pairs: list[tuple[float, float]] = []
     for i, pair in enumerate(schedule):
         if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:

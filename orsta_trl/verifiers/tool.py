@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from orsta_trl.verifiers.answer import answer_block
-from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier
+from orsta_trl.verifiers.base import NOT_RUN, Context, FieldError, Verdict, Verifier
 
 PARTS = ("tool_success",)
 _TAG_RE = re.compile(r"[A-Za-z_][\w.-]*")
@@ -160,12 +160,27 @@ class ToolVerifier(Verifier):
             raise FieldError(f"reward.params.answer_params{sub}", exc.message) from None
         return ToolGold(params.answer_verifier, inner_params, inner.prepare(ground_truth, inner_params))
 
-    def score(self, text: str, gold: ToolGold, params: ToolParams, ctx: Context) -> Verdict:
+    def slow_job(self, text: str, gold: ToolGold, params: ToolParams, ctx: Context):
+        inner = _answer_verifier(gold.verifier)
+        answer = answer_block(text)
+        if not inner.isolated or answer is None:
+            return None
+        job = inner.slow_job(f"<answer>{answer}</answer>", gold.gold, gold.params, ctx)
+        return None if job is None else (gold.verifier, job)
+
+    def run_slow_job(self, job):
+        name, inner_job = job
+        return _answer_verifier(name).run_slow_job(inner_job)
+
+    def score(self, text: str, gold: ToolGold, params: ToolParams, ctx: Context, slow=NOT_RUN) -> Verdict:
         s = rollout_scores(text, params)
         parts = {"tool_success": s["tool_success"]}
         if s["answer"] is None:
             return Verdict(0.0, s["format"], parts, reason="no_answer")
-        inner = _answer_verifier(gold.verifier).score(
-            f"<answer>{s['answer']}</answer>", gold.gold, gold.params, ctx
-        )
-        return Verdict(inner.accuracy, s["format"], parts, reason=inner.reason)
+        inner = _answer_verifier(gold.verifier)
+        wrapped = f"<answer>{s['answer']}</answer>"
+        if inner.isolated:
+            verdict = inner.score(wrapped, gold.gold, gold.params, ctx, slow=slow)
+        else:
+            verdict = inner.score(wrapped, gold.gold, gold.params, ctx)
+        return Verdict(verdict.accuracy, s["format"], parts, reason=verdict.reason)

@@ -1,0 +1,227 @@
+"""Reward throughput: completions per second per verifier, math against TRL's accuracy_reward, pathological math.
+
+    make bench            # or: .venv/bin/python benchmarks/rewards.py [--n 1024] [--timeout 2]
+
+Prints, in one run:
+1. completions/s per verifier on a mixed batch of N completions scored through the router (as in training:
+   per-batch de-duplication, isolated verifiers in the worker pool); best of three runs, each with a fresh
+   router and pool so that no cache carries over;
+2. TRL's serial ``accuracy_reward`` on the same math completions, beside ours;
+3. the wall time of a math batch that contains pathological inputs, against the time limit.
+Every completion has its own reasoning text (a few hundred characters with inline LaTeX), so no two are
+identical; answers repeat within a prompt group as they do in GRPO (the correct one, an equivalent form, and
+wrong ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orsta_trl.data.records import Record, prepare_reward  # noqa: E402
+from orsta_trl.verifiers.router import RewardRouter, RewardSettings  # noqa: E402
+
+GROUP = 8  # completions per prompt, as in GRPO
+
+
+def record(source: str, rid: str, reward: dict, sizes=()) -> Record:
+    return Record(rid, source, [], [], prepare_reward(reward), list(sizes))
+
+
+def reasoning(rng: random.Random) -> str:
+    """A few hundred characters of chain of thought with inline LaTeX, like a real completion."""
+    steps = []
+    for _ in range(rng.randint(4, 9)):
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        steps.append(rng.choice([
+            f"First, compute ${a} \\times {b} = {a * b}$.",
+            f"Then $\\frac{{{a}}}{{{b}}}$ simplifies, so we keep ${a} + {b} = {a + b}$.",
+            f"Wait, let me re-check: ${a}^2 = {a * a}$, which matches.",
+            f"Subtracting gives ${a} - {b} = {a - b}$, and the remainder is {a % b}.",
+        ]))
+    return " ".join(steps)
+
+
+def math_problem(rng: random.Random) -> tuple[str, list[str]]:
+    """A gold answer and three other answers a policy might give (an equivalent form and two wrong ones)."""
+    a, b, n = rng.randint(1, 9), rng.randint(2, 12), rng.randint(10, 999)
+    kind = rng.randrange(6)
+    if kind == 0:
+        return f"\\frac{{{a}}}{{{b}}}", [f"{a / b:.6f}".rstrip("0"), f"\\frac{{{2 * a}}}{{{2 * b}}}", f"\\frac{{{b}}}{{{a}}}"]
+    if kind == 1:
+        return str(n), [f"{n}.0", str(n + 1), str(n - 10)]
+    if kind == 2:
+        return f"{a}\\sqrt{{{b}}}", [f"\\sqrt{{{a * a * b}}}", f"{a * b ** 0.5:.2f}", str(a * b)]
+    if kind == 3:
+        return f"x^2+{n}", [f"{n}+x^2", f"x^2-{n}", f"x+{n}"]
+    if kind == 4:
+        return f"-{n}", [f"-{n}", str(n), f"-{n + 1}"]
+    return f"{a}\\pi", [f"\\pi \\cdot {a}", f"{a * 3.14159:.5f}", str(a)]
+
+
+def math_cases(rng: random.Random, n: int, source: str = "math"):
+    records, keys, texts = [], [], []
+    for i in range(n // GROUP):
+        gold, alternatives = math_problem(rng)
+        r = record(source, f"m{i}", {"verifier": "math", "ground_truth": gold, "format_weight": 0.1})
+        records.append(r)
+        for _ in range(GROUP):
+            answer = rng.choice([gold, *alternatives])
+            keys.append(r.key)
+            texts.append(f"<think>{reasoning(rng)}</think><answer>The answer is \\boxed{{{answer}}}.</answer>")
+    return records, keys, texts
+
+
+def detection_cases(rng: random.Random, n: int):
+    records, keys, texts = [], [], []
+    for i in range(n // GROUP):
+        boxes = []
+        for _ in range(rng.randint(1, 10)):
+            x, y = rng.randint(0, 500), rng.randint(0, 400)
+            boxes.append({"bbox_2d": [x, y, x + rng.randint(10, 100), y + rng.randint(10, 100)],
+                          "label": rng.choice(["cat", "dog", "car"])})
+        r = record("det", f"d{i}", {"verifier": "detection", "ground_truth": boxes, "format_weight": 0.1,
+                                    "params": {"pred_coords": "original"}}, sizes=[(640, 480)])
+        records.append(r)
+        for _ in range(GROUP):
+            pred = [{"bbox_2d": [v + rng.randint(-4, 4) for v in b["bbox_2d"]], "label": b["label"]}
+                    for b in boxes if rng.random() < 0.9]
+            keys.append(r.key)
+            texts.append(f"<think>{rng.random()}</think><answer>{json.dumps(pred)}</answer>")
+    return records, keys, texts
+
+
+def simple_cases(rng: random.Random, n: int, kind: str):
+    records, keys, texts = [], [], []
+    for i in range(n // GROUP):
+        if kind == "count":
+            r = record("count", f"c{i}", {"verifier": "count", "ground_truth": i % 9 + 1})
+            make = lambda: f"<think>{rng.random()}</think><answer>{rng.randint(1, 9)}</answer>"  # noqa: E731
+        elif kind == "ocr":
+            r = record("ocr", f"o{i}", {"verifier": "ocr", "ground_truth": "orsta trl", "params": {"mode": "ned"}})
+            make = lambda: f"<answer>orsta {rng.choice(['trl', 'tr1', 'rl'])} {rng.random():.3f}</answer>"  # noqa: E731
+        elif kind == "docparse":
+            gt = "\n\n".join(f"Paragraph {k} of the report." for k in range(6))
+            r = record("doc", f"p{i}", {"verifier": "docparse", "ground_truth": gt})
+            make = lambda gt=gt: gt.replace("report", rng.choice(["report", "rapport"]))  # noqa: E731
+        elif kind == "json":
+            r = record("json", f"j{i}", {"verifier": "json", "ground_truth": None,
+                                         "params": {"required_keys": ["query"]}})
+            make = lambda: rng.choice(['{"query": "x"}', '{"query": ', "no json"]) + str(rng.random())  # noqa: E731
+        elif kind == "plan":
+            r = record("plan", f"l{i}", {"verifier": "plan", "ground_truth": None})
+            make = lambda: json.dumps({"steps": [{"id": "a", "agent": "search", "task": str(rng.random()),  # noqa: E731
+                                                  "depends_on": []},
+                                                 {"id": "b", "agent": "write", "task": "t", "depends_on": ["a"]}]})
+        elif kind == "tool":
+            r = record("tool", f"t{i}", {"verifier": "tool", "ground_truth": "42"})
+            make = lambda: (f"<think>{rng.random()}</think><tool_call>{{\"name\": \"calc\"}}</tool_call>"  # noqa: E731
+                            f"<tool_response>42</tool_response><answer>\\boxed{{{rng.choice(['42', '41'])}}}</answer>")
+        elif kind == "rewrite":
+            r = record("rewrite", f"w{i}", {"verifier": "rewrite", "ground_truth": "cheap flights to paris in may"})
+            make = lambda: json.dumps({"rewritten_query": rng.choice([  # noqa: E731
+                "low-cost airfare to Paris this May", "budget plane tickets Paris May", "paris flights"])
+                + f" {rng.randint(0, 9)}"})
+        records.append(r)
+        for _ in range(GROUP):
+            keys.append(r.key)
+            texts.append(make())
+    return records, keys, texts
+
+
+def throughput(records, keys, texts, settings, warm_up=None, trials: int = 3) -> float:
+    """Best of ``trials`` runs, each with a fresh router and worker pool that first scores ``warm_up`` (another
+    set of records, so no answer is cached), as a pool that has been training for a while would be."""
+    best = 0.0
+    for _ in range(trials):
+        router = RewardRouter.from_records(records + (warm_up[0] if warm_up else []), settings)
+        try:
+            router.start()
+            if warm_up:
+                router.score(warm_up[1], warm_up[2])
+            start = time.perf_counter()
+            router.score(keys, texts)
+            best = max(best, len(texts) / (time.perf_counter() - start))
+        finally:
+            router.close()
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1024, help="completions in the mixed batch")
+    parser.add_argument("--timeout", type=float, default=2.0, help="reward_timeout_s")
+    args = parser.parse_args()
+    rng = random.Random(0)
+    settings = RewardSettings(reward_timeout_s=args.timeout)
+    kinds = ["math", "detection", "count", "ocr", "docparse", "json", "plan", "tool", "rewrite"]
+    share = args.n // len(kinds) // GROUP * GROUP
+    print(f"machine: {os.cpu_count()} cores; mixed batch of {share * len(kinds)} completions "
+          f"({share} per verifier), groups of {GROUP}")
+    print(f"{'verifier':<10} {'completions/s':>14}")
+    cases = {}
+    for kind in kinds:
+        if kind == "math":
+            cases[kind] = math_cases(rng, share)
+        elif kind == "detection":
+            cases[kind] = detection_cases(rng, share)
+        else:
+            cases[kind] = simple_cases(rng, share, kind)
+        warm = math_cases(random.Random(99), 256, source="warm_up") if kind in ("math", "tool") else None
+        rate = throughput(*cases[kind], settings, warm_up=warm)
+        print(f"{kind:<10} {rate:>14,.0f}")
+
+    records = [r for c in cases.values() for r in c[0]]
+    keys = [k for c in cases.values() for k in c[1]]
+    texts = [t for c in cases.values() for t in c[2]]
+    order = list(range(len(texts)))
+    rng.shuffle(order)
+    mixed = throughput(records, [keys[i] for i in order], [texts[i] for i in order], settings,
+                       warm_up=math_cases(random.Random(99), 256, source="warm_up"))
+    print(f"{'mixed':<10} {mixed:>14,.0f}")
+
+    # --- math: ours against TRL's accuracy_reward on the same completions
+    from trl.rewards import accuracy_reward
+
+    math_records, math_keys, math_texts = math_cases(random.Random(1), args.n)
+    gold_by_key = {r.key: r.reward.gold.text for r in math_records}
+    trl_rate = 0.0
+    for _ in range(3):  # best of three, as for ours
+        start = time.perf_counter()
+        accuracy_reward([[{"role": "assistant", "content": t}] for t in math_texts],
+                        [gold_by_key[k] for k in math_keys])
+        trl_rate = max(trl_rate, len(math_texts) / (time.perf_counter() - start))
+    ours = throughput(math_records, math_keys, math_texts, settings, warm_up=math_cases(random.Random(99), 256, source="warm_up"))
+    print(f"\nmath, {len(math_texts)} completions: TRL accuracy_reward {trl_rate:,.0f}/s, orsta-trl {ours:,.0f}/s "
+          f"({ours / trl_rate:.1f}x)")
+
+    # --- pathological inputs: each must come back as a timeout within the limit
+    bad = [r"\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}", r"\boxed{9^{9^{9^{9^{9}}}}}", r"\boxed{x^{5^{5^{5^{5}}}}}"]
+    p_records, p_keys, p_texts = math_cases(random.Random(2), 64)
+    three = record("math_bad", "b0", {"verifier": "math", "ground_truth": "3"})
+    p_keys = p_keys + [three.key] * len(bad) * 2
+    p_texts = p_texts + [f"<answer>{b}</answer> #{k}" for k in range(2) for b in bad]
+    router = RewardRouter.from_records([*p_records, three], settings)
+    try:
+        router.start()
+        start = time.perf_counter()
+        scored = router.score(p_keys, p_texts)
+        wall = time.perf_counter() - start
+    finally:
+        router.close()
+    timeouts = sum(s.verdict.reason == "timeout" for s in scored)
+    print(f"pathological batch: {len(p_texts)} completions ({len(bad) * 2} pathological) in {wall:.2f}s; "
+          f"{timeouts} timed out; limit {args.timeout:.1f}s + 1s = {args.timeout + 1:.1f}s "
+          f"-> {'OK' if wall <= args.timeout + 1 else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Per-data_source training metrics computed from per-sample rows.
+
+Every metric is a ratio kept as (numerator, denominator) so that partial sums add exactly: per-rank partials,
+successive batches of a logging window, and the concatenation of all rows give the same value. A metric is
+reported only when its denominator is positive, so a source unseen in a window (or "length over correct"
+when nothing is correct) is absent rather than 0 or NaN.
+
+Metrics per source (tag ``{prefix}/{data_source}/{metric}``):
+
+* ``reward``, ``accuracy``, ``format``: means over completions; ``part/<name>``: mean over the completions
+  whose verdict reports that part.
+* ``reason/<code>``: share of completions with that reason (only codes that occur); ``reason/none``: share
+  with no reason. The denominator is always every completion of the source in the window (see
+  :func:`aggregate`), so a code seen in one batch only is not inflated.
+* ``length/mean|correct|incorrect``: mean completion tokens; ``truncated/ratio|correct|incorrect``: share of
+  completions with no EOS. "Correct" means ``accuracy >= correct_threshold``.
+* ``reflection/ratio``: share of completions containing a reflection word (case-insensitive substring);
+  ``reflection/ratio_correct|ratio_incorrect``: that share among correct / incorrect completions;
+  ``reflection/accuracy_reflective|accuracy_nonreflective``: mean accuracy of each kind;
+  ``reflection/count/<word>``: mean number of (non-overlapping) occurrences of the word per completion. Words
+  are plain substrings: "recheck" counts inside "rechecked", "wait" inside "await".
+* ``groups/zero_spread``: share of prompt groups whose rewards all equal (max == min), i.e. groups that give
+  GRPO no signal. A group is the rows sharing ``group`` *and* ``data_source`` within one
+  :func:`compute_metrics` call; a group of one completion counts as zero-spread. Deviation from exactness:
+  when one group's rows are split across partials, each part counts as its own group, so pass whole groups
+  (the trainer gathers all ranks first).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+DEFAULT_REFLECTION_WORDS: tuple[str, ...] = (
+    "re-check", "re-evaluate", "re-examine", "re-think", "recheck", "reevaluate", "reexamine", "reevaluation",
+    "rethink", "check again", "think again", "try again", "verify", "wait", "yet",
+)
+
+#: Metric names of fixed depth; ``part/``, ``reason/`` and ``reflection/count/`` take one more component.
+FIXED_METRICS: tuple[str, ...] = (
+    "reward", "accuracy", "format",
+    "length/mean", "length/correct", "length/incorrect",
+    "truncated/ratio", "truncated/correct", "truncated/incorrect",
+    "reflection/ratio", "reflection/ratio_correct", "reflection/ratio_incorrect",
+    "reflection/accuracy_reflective", "reflection/accuracy_nonreflective",
+    "groups/zero_spread",
+)
+_FAMILIES = ("part/", "reason/", "reflection/count/")
+
+Key = tuple[str, str]  # (data_source, metric)
+Sums = dict[Key, tuple[float, float]]  # (numerator, denominator)
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One scored completion as the monitor, the dumps and the report see it."""
+
+    data_source: str
+    id: str
+    reward: float
+    accuracy: float
+    format: float
+    parts: Mapping[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    length: int = 0  # completion tokens
+    truncated: bool = False  # no EOS within max_completion_length
+    text: str = ""
+    group: object = None  # hashable: shared by the completions of one prompt in one generation batch
+
+
+def rows_from_scored(scored: Sequence, lengths: Sequence[int], truncated: Sequence[bool], texts: Sequence[str],
+                     groups: Sequence[object]) -> list[SampleRow]:
+    """Build rows from the router's :class:`~orsta_trl.verifiers.router.Scored` items and aligned lists."""
+    return [
+        SampleRow(s.data_source, str(s.id), float(s.reward), float(s.verdict.accuracy), float(s.verdict.format),
+                  {k: float(v) for k, v in s.verdict.parts.items()}, s.verdict.reason, int(n), bool(t), str(x), g)
+        for s, n, t, x, g in zip(scored, lengths, truncated, texts, groups, strict=True)
+    ]
+
+
+def compute_metrics(rows: Iterable[SampleRow], correct_threshold: float = 1.0,
+                    reflection_words: Sequence[str] = DEFAULT_REFLECTION_WORDS) -> Sums:
+    """``{(data_source, metric): (numerator, denominator)}`` over ``rows`` (entries may have denominator 0)."""
+    words = list(dict.fromkeys(w.lower() for w in reflection_words))
+    by_source: dict[str, list[SampleRow]] = defaultdict(list)
+    for row in rows:
+        by_source[row.data_source].append(row)
+    out: Sums = {}
+    for source, items in by_source.items():
+        # every fixed metric is present, possibly with denominator 0
+        acc = {name: [0.0, 0.0] for name in (*FIXED_METRICS, "reason/none", *(f"reflection/count/{w}" for w in words))}
+        groups: dict[object, list[float]] = defaultdict(list)
+        for r in items:
+            split = "correct" if r.accuracy >= correct_threshold else "incorrect"
+            text = r.text.lower()
+            counts = [text.count(w) for w in words]
+            reflective = any(counts)
+            _add(acc, "reward", r.reward)
+            _add(acc, "accuracy", r.accuracy)
+            _add(acc, "format", r.format)
+            for name, value in r.parts.items():
+                _add(acc, f"part/{name}", float(value))
+            _add(acc, f"reason/{r.reason}" if r.reason else "reason/none", 1.0)
+            _add(acc, "length/mean", r.length)
+            _add(acc, f"length/{split}", r.length)
+            _add(acc, "truncated/ratio", float(r.truncated))
+            _add(acc, f"truncated/{split}", float(r.truncated))
+            _add(acc, "reflection/ratio", float(reflective))
+            _add(acc, f"reflection/ratio_{split}", float(reflective))
+            kind = "reflective" if reflective else "nonreflective"
+            _add(acc, f"reflection/accuracy_{kind}", r.accuracy)
+            for word, count in zip(words, counts, strict=True):
+                _add(acc, f"reflection/count/{word}", count)
+            groups[r.group].append(r.reward)
+        for rewards in groups.values():
+            _add(acc, "groups/zero_spread", float(max(rewards) == min(rewards)))
+        out.update({(source, metric): (num, den) for metric, (num, den) in acc.items()})
+    return _share_of_all(out)
+
+
+def _add(acc: dict[str, list[float]], metric: str, num: float, den: float = 1.0) -> None:
+    cell = acc.setdefault(metric, [0.0, 0.0])
+    cell[0] += num
+    cell[1] += den
+
+
+def aggregate(partials: Iterable[Mapping[Key, tuple[float, float]]]) -> Sums:
+    """Sum partial (numerator, denominator) dicts, e.g. per-rank or per-batch results of :func:`compute_metrics`.
+
+    ``reason/<code>`` denominators are then reset to the source's completion count (the ``reward``
+    denominator), because a partial in which a code does not occur holds no entry for it.
+    """
+    total: dict[Key, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for partial in partials:
+        for key, (num, den) in partial.items():
+            cell = total[key]
+            cell[0] += num
+            cell[1] += den
+    return _share_of_all({k: (v[0], v[1]) for k, v in total.items()})
+
+
+def _share_of_all(sums: Sums) -> Sums:
+    for (source, metric), (num, _) in list(sums.items()):
+        if metric.startswith("reason/"):
+            sums[(source, metric)] = (num, sums.get((source, "reward"), (0.0, 0.0))[1])
+    return sums
+
+
+def finalize(sums: Mapping[Key, tuple[float, float]], prefix: str = "source") -> dict[str, float]:
+    """``{f"{prefix}/{source}/{metric}": num / den}`` for every entry with a positive denominator."""
+    return {f"{prefix}/{source}/{metric}": num / den
+            for (source, metric), (num, den) in sorted(sums.items()) if den > 0}
+
+
+def is_metric(name: str) -> bool:
+    """Whether ``name`` is a metric name this module emits (used to split tags whose source contains '/')."""
+    if name in FIXED_METRICS:
+        return True
+    return any(name.startswith(f) and len(name) > len(f) and "/" not in name[len(f):] for f in _FAMILIES)
+
+
+def split_tag(rest: str) -> tuple[str, str]:
+    """Split ``"<data_source>/<metric>"`` (the tag without its prefix) into (data_source, metric).
+
+    The metric is the longest valid suffix (:func:`is_metric`), so a data_source may contain '/'; if none is
+    valid the last component is the metric.
+    """
+    pieces = rest.split("/")
+    for i in range(1, len(pieces)):
+        metric = "/".join(pieces[i:])
+        if is_metric(metric):
+            return "/".join(pieces[:i]), metric
+    return "/".join(pieces[:-1]), pieces[-1]
+
+
+class SourceMonitor:
+    """Accumulates :func:`compute_metrics` over a logging window; :meth:`flush` returns tags and resets.
+
+    ``update`` must receive rows gathered from every rank (identical on all ranks), so every rank holds the
+    same accumulators and may log the same values. ``sources`` lists the expected sources (kept in
+    ``self.sources``); rows of other sources are accumulated too, and unseen sources are simply absent.
+    """
+
+    def __init__(self, sources: Sequence[str] = (), correct_threshold: float = 1.0,
+                 reflection_words: Sequence[str] = DEFAULT_REFLECTION_WORDS, prefix: str = "source"):
+        self.sources = list(sources)
+        self.correct_threshold = float(correct_threshold)
+        self.reflection_words = tuple(reflection_words)
+        self.prefix = prefix
+        self._sums: Sums = {}
+        self.rows_seen = 0
+
+    def update(self, rows: Sequence[SampleRow]) -> None:
+        rows = list(rows)
+        self.rows_seen += len(rows)
+        for row in rows:
+            if row.data_source not in self.sources:
+                self.sources.append(row.data_source)
+        partial = compute_metrics(rows, self.correct_threshold, self.reflection_words)
+        self._sums = aggregate([self._sums, partial])
+
+    def peek(self) -> dict[str, float]:
+        """The current window's values, without resetting."""
+        return finalize(self._sums, self.prefix)
+
+    def flush(self) -> dict[str, float]:
+        values = self.peek()
+        self._sums = {}
+        self.rows_seen = 0
+        return values

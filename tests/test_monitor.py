@@ -1,0 +1,251 @@
+"""Per-source metrics and completion dumps on a fixed, hand-computed batch (no model)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from orsta_trl.monitor.dumps import CompletionDumper, read_dump, sample_indices
+from orsta_trl.monitor.source_metrics import (
+    DEFAULT_REFLECTION_WORDS,
+    SampleRow,
+    SourceMonitor,
+    aggregate,
+    compute_metrics,
+    finalize,
+    is_metric,
+    rows_from_scored,
+    split_tag,
+)
+from orsta_trl.verifiers.base import Verdict
+from orsta_trl.verifiers.router import Scored
+
+# math: m1/m2 share prompt group g1 (rewards 1.0, 0.5: spread), m3/m4 share g2 (1.0, 1.0: zero spread).
+M1 = SampleRow("math", "q1", 1.0, 1.0, 1.0, {}, None, 10, False, "Wait, let me recheck. The answer is 4.", "g1")
+M2 = SampleRow("math", "q1", 0.5, 0.0, 1.0, {}, "no_answer", 20, True, "I think it is 5", "g1")
+M3 = SampleRow("math", "q2", 1.0, 1.0, 1.0, {}, None, 30, False, "Rechecked: yes, VERIFY done. wait wait", "g2")
+M4 = SampleRow("math", "q2", 1.0, 1.0, 0.0, {}, None, 40, False, "plain answer 7", "g2")
+# det: one group with equal rewards; accuracy 0.5 is incorrect at the default threshold 1.0.
+D1 = SampleRow("det", "i1", 0.6, 0.5, 1.0, {"iou": 0.5, "f1": 0.8}, None, 8, False, "Yet another box", "h1")
+D2 = SampleRow("det", "i1", 0.6, 0.5, 1.0, {"iou": 0.7, "f1": 0.4}, "unparsable_boxes", 12, True,
+               "re-check boxes re-check", "h1")
+ROWS = [M1, M2, M3, M4, D1, D2]
+
+
+def _counts(prefix: str, **nonzero: float) -> dict[str, float]:
+    values = {f"{prefix}/reflection/count/{w}": 0.0 for w in DEFAULT_REFLECTION_WORDS}
+    values.update({f"{prefix}/reflection/count/{w.replace('_', '-')}": v for w, v in nonzero.items()})
+    return values
+
+
+EXPECTED = {
+    "source/math/reward": 3.5 / 4, "source/math/accuracy": 0.75, "source/math/format": 0.75,
+    "source/math/reason/none": 0.75, "source/math/reason/no_answer": 0.25,
+    "source/math/length/mean": 25.0, "source/math/length/correct": 80 / 3, "source/math/length/incorrect": 20.0,
+    "source/math/truncated/ratio": 0.25, "source/math/truncated/correct": 0.0,
+    "source/math/truncated/incorrect": 1.0,
+    "source/math/reflection/ratio": 0.5, "source/math/reflection/ratio_correct": 2 / 3,
+    "source/math/reflection/ratio_incorrect": 0.0, "source/math/reflection/accuracy_reflective": 1.0,
+    "source/math/reflection/accuracy_nonreflective": 0.5,
+    **_counts("source/math", recheck=2 / 4, wait=3 / 4, verify=1 / 4),
+    "source/math/groups/zero_spread": 0.5,
+    "source/det/reward": 0.6, "source/det/accuracy": 0.5, "source/det/format": 1.0,
+    "source/det/part/iou": 0.6, "source/det/part/f1": 0.6,
+    "source/det/reason/none": 0.5, "source/det/reason/unparsable_boxes": 0.5,
+    "source/det/length/mean": 10.0, "source/det/length/incorrect": 10.0,
+    "source/det/truncated/ratio": 0.5, "source/det/truncated/incorrect": 0.5,
+    "source/det/reflection/ratio": 1.0, "source/det/reflection/ratio_incorrect": 1.0,
+    "source/det/reflection/accuracy_reflective": 0.5,
+    **_counts("source/det", yet=0.5, re_check=1.0),
+    "source/det/groups/zero_spread": 1.0,
+}
+
+
+def _assert_values(got: dict, expected: dict) -> None:
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_every_metric_on_a_hand_computed_batch():
+    monitor = SourceMonitor(["math", "det"])
+    monitor.update(ROWS)
+    _assert_values(monitor.flush(), EXPECTED)
+
+
+def test_absent_splits_and_unseen_sources_are_absent_not_zero():
+    monitor = SourceMonitor(["math", "det", "ocr"])
+    monitor.update(ROWS)
+    values = monitor.flush()
+    assert not any(k.startswith("source/ocr/") for k in values)
+    # nothing in det is correct at threshold 1.0, and nothing is non-reflective
+    for metric in ("length/correct", "truncated/correct", "reflection/ratio_correct",
+                   "reflection/accuracy_nonreflective"):
+        assert f"source/det/{metric}" not in values
+    assert all(v == v for v in values.values())  # no NaN
+    sums = compute_metrics(ROWS)
+    assert sums[("det", "length/correct")] == (0.0, 0.0)  # present in the sums, dropped by finalize
+
+
+def test_correct_threshold_moves_the_split():
+    values = finalize(compute_metrics([D1, D2], correct_threshold=0.5))
+    assert values["source/det/length/correct"] == 10.0
+    assert values["source/det/truncated/correct"] == 0.5
+    assert values["source/det/reflection/ratio_correct"] == 1.0
+    assert "source/det/length/incorrect" not in values
+
+
+def test_reflection_matching_is_case_insensitive_substring_counting():
+    row = SampleRow("s", "x", 0.0, 0.0, 0.0, text="WAIT. Wait... await: rechecked, Re-Think, check again!", group=1)
+    values = finalize(compute_metrics([row]))
+    assert values["source/s/reflection/count/wait"] == 3.0  # "WAIT", "Wait", "await"
+    assert values["source/s/reflection/count/recheck"] == 1.0
+    assert values["source/s/reflection/count/re-think"] == 1.0
+    assert values["source/s/reflection/count/check again"] == 1.0
+    assert values["source/s/reflection/count/rethink"] == 0.0
+    assert values["source/s/reflection/ratio"] == 1.0
+    custom = finalize(compute_metrics([row], reflection_words=("Await", "hmm")))
+    assert custom["source/s/reflection/count/await"] == 1.0
+    assert custom["source/s/reflection/count/hmm"] == 0.0
+    assert "source/s/reflection/count/wait" not in custom
+
+
+def test_window_accumulates_across_updates_and_flush_resets():
+    monitor = SourceMonitor(["math", "det"])
+    monitor.update([M1, M2, D1, D2])  # the only no_answer is in this batch
+    monitor.update([M3, M4])
+    assert monitor.rows_seen == 6
+    _assert_values(monitor.peek(), EXPECTED)  # reason/no_answer stays 1/4 over the window, not 1/2
+    _assert_values(monitor.flush(), EXPECTED)
+    assert monitor.flush() == {}
+    monitor.update([D1])
+    values = monitor.flush()
+    assert values["source/det/reward"] == pytest.approx(0.6)
+    assert values["source/det/reason/none"] == 1.0
+    assert not any(k.startswith("source/math/") for k in values)
+
+
+def test_reason_shares_use_every_completion_of_the_window():
+    first = [SampleRow("s", "a", 0, 0, 0, reason="timeout", group=1)]
+    second = [SampleRow("s", "b", 0, 0, 0, group=2) for _ in range(3)]
+    values = finalize(aggregate([compute_metrics(first), compute_metrics(second)]))
+    assert values["source/s/reason/timeout"] == 0.25
+    assert values["source/s/reason/none"] == 0.75
+
+
+def test_merging_per_rank_partials_equals_the_concatenation():
+    rank0 = [M1, M2]  # math only, holds the only no_answer
+    rank1 = [D1, D2]  # det only
+    rank2 = [M3, M4]
+    merged = aggregate([compute_metrics(rank0), compute_metrics(rank1), compute_metrics(rank2)])
+    whole = compute_metrics(ROWS)
+    assert sorted(merged) == sorted(whole)
+    for key in whole:
+        assert merged[key] == pytest.approx(whole[key]), key
+    _assert_values(finalize(merged), EXPECTED)
+
+
+def test_merge_property_on_random_batches():
+    rng = random.Random(0)
+    rows = []
+    for g in range(40):
+        source = rng.choice(["a", "b", "c", "d/x"])
+        for _ in range(4):
+            acc = rng.choice([0.0, 0.5, 1.0])
+            rows.append(SampleRow(source, str(g), rng.choice([0.0, 1.0]), acc, rng.random(),
+                                  {"p": rng.random()} if source == "a" else {},
+                                  rng.choice([None, None, "no_answer", "timeout"]), rng.randint(1, 99),
+                                  rng.random() < 0.2, rng.choice(["wait", "ok", "verify yet"]), ("batch", g)))
+    ranks: list[list[SampleRow]] = [[], [], []]
+    for g in range(40):  # whole groups per rank, ranks see different sources
+        ranks[rng.randrange(3)].extend(rows[4 * g:4 * g + 4])
+    merged = finalize(aggregate(compute_metrics(r) for r in ranks))
+    whole = finalize(compute_metrics(rows))
+    assert sorted(merged) == sorted(whole)
+    for key in whole:
+        assert merged[key] == pytest.approx(whole[key]), key
+
+
+def test_rows_from_scored_and_prefix():
+    scored = [Scored("math", "q1", "math", 0.75, Verdict(1.0, 0.0, {"x": 1}, None)),
+              Scored("math", "q1", "math", 0.0, Verdict(0.0, 0.0, {"x": 0}, "no_answer"))]
+    rows = rows_from_scored(scored, [5, 7], [False, True], ["a", "b"], [("s", 0), ("s", 0)])
+    assert rows[0] == SampleRow("math", "q1", 0.75, 1.0, 0.0, {"x": 1.0}, None, 5, False, "a", ("s", 0))
+    assert rows[1].reason == "no_answer" and rows[1].truncated
+    with pytest.raises(ValueError):
+        rows_from_scored(scored, [5], [False, True], ["a", "b"], [0, 0])
+    monitor = SourceMonitor([], prefix="eval")
+    monitor.update(rows)
+    values = monitor.flush()
+    assert values["eval/math/reward"] == 0.375
+    assert values["eval/math/part/x"] == 0.5
+    assert values["eval/math/groups/zero_spread"] == 0.0
+    assert monitor.sources == ["math"]
+
+
+def test_split_tag_handles_sources_with_slashes():
+    assert split_tag("math/reward") == ("math", "reward")
+    assert split_tag("web/qa/length/mean") == ("web/qa", "length/mean")
+    assert split_tag("x/reward/accuracy") == ("x/reward", "accuracy")
+    assert split_tag("a/part/reward") == ("a", "part/reward")
+    assert split_tag("a/reflection/count/check again") == ("a", "reflection/count/check again")
+    assert is_metric("groups/zero_spread") and not is_metric("reward/accuracy") and not is_metric("part/")
+
+
+# ---- completion dumps ---------------------------------------------------------------------------------------
+
+PROMPTS = [f"prompt {i} ✓" for i in range(len(ROWS))]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_dump_round_trip(tmp_path, fmt):
+    dumper = CompletionDumper(tmp_path, 1.0, fmt)
+    path = dumper.write(12, ROWS, PROMPTS)
+    assert path == tmp_path / "completions" / f"step_0000012.{fmt}"
+    records = read_dump(path)
+    assert [r["id"] for r in records] == [r.id for r in ROWS]
+    assert records[4] == {
+        "step": 12, "id": "i1", "data_source": "det", "prompt": "prompt 4 ✓", "completion": "Yet another box",
+        "reward": 0.6, "accuracy": 0.5, "format": 1.0, "parts": {"iou": 0.5, "f1": 0.8}, "reason": None,
+        "length": 8, "truncated": False,
+    }
+    assert records[0]["parts"] == {} and records[1]["reason"] == "no_answer" and records[1]["truncated"] is True
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_jsonl_dump_reads_as_score_input(tmp_path):
+    from orsta_trl.score import read_completions
+
+    path = CompletionDumper(tmp_path, 1.0).write(3, ROWS, PROMPTS)
+    rows = read_completions(path)
+    assert [(r["data_source"], r["id"], r["completion"]) for r in rows] == [(r.data_source, r.id, r.text) for r in ROWS]
+
+
+def test_dump_fraction_is_deterministic_and_about_right(tmp_path):
+    rows = [SampleRow("s", str(i), 0, 0, 0, text=f"c{i}", group=i) for i in range(50)]
+    prompts = [""] * 50
+    assert CompletionDumper(tmp_path / "none", 0.0).write(1, rows, prompts) is None
+    assert not (tmp_path / "none").exists()
+    a = CompletionDumper(tmp_path / "a", 0.137, seed=7)
+    b = CompletionDumper(tmp_path / "b", 0.137, seed=7)
+    ids_a = [r["id"] for r in read_dump(a.write(5, rows, prompts))]
+    assert ids_a == [r["id"] for r in read_dump(b.write(5, rows, prompts))]
+    assert len(ids_a) in (6, 7) and ids_a == sorted(ids_a, key=int)
+    assert sample_indices(50, 0.137, 7, 5) != sample_indices(50, 0.137, 7, 6)
+    assert sample_indices(50, 0.137, 7, 5) != sample_indices(50, 0.137, 8, 5)
+    kept = [len(sample_indices(50, 0.137, 0, step)) for step in range(400)]
+    assert set(kept) == {6, 7}
+    assert sum(kept) / 400 == pytest.approx(50 * 0.137, abs=0.15)
+    assert sample_indices(3, 0.1, 0, 0) in ([], [0], [1], [2])
+    assert any(sample_indices(3, 0.1, 0, s) for s in range(100))  # small fractions still dump sometimes
+    assert sample_indices(4, 1.0, 0, 0) == [0, 1, 2, 3]
+
+
+def test_dumper_rejects_bad_settings(tmp_path):
+    with pytest.raises(ValueError, match="fraction"):
+        CompletionDumper(tmp_path, 1.5)
+    with pytest.raises(ValueError, match="format"):
+        CompletionDumper(tmp_path, 0.5, "csv")
+    with pytest.raises(ValueError, match="prompts"):
+        CompletionDumper(tmp_path, 1.0).write(0, ROWS, PROMPTS[:2])

@@ -1,0 +1,140 @@
+"""``orsta-trl report`` on real TensorBoard event files written by torch's SummaryWriter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from orsta_trl.monitor.report import (
+    file_names,
+    format_summary,
+    load_scalars,
+    parse_tag,
+    report_main,
+    summarize,
+    write_report,
+)
+
+
+def _write_run(run: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    first = SummaryWriter(str(run), filename_suffix=".part1")
+    second = SummaryWriter(str(run / "resumed"), filename_suffix=".part2")
+    for step in range(1, 7):
+        writer = first if step <= 3 else second
+        writer.add_scalar("source/a/reward", 0.1 * step, step)
+        writer.add_scalar("source/a/accuracy", 0.05 * step, step)
+        writer.add_scalar("source/a/length/mean", 100.0 + step, step)
+        writer.add_scalar("source/a/truncated/ratio", 0.5 / step, step)
+        writer.add_scalar("source/a/reflection/ratio", 0.25, step)
+        writer.add_scalar("source/b/reward", 1.0 - 0.1 * step, step)
+        writer.add_scalar("source/b/accuracy", 0.5, step)
+        writer.add_scalar("train/source/web/qa/reward", 0.2 * step, step)  # HF callback prefix, '/' in source
+        writer.add_scalar("train/loss", 3.0, step)  # not a per-source tag
+        writer.add_scalar("eval/rewards/orsta/mean", 0.3, step)  # TRL eval metric, not per-source
+        if step % 3 == 0:
+            writer.add_scalar("eval/a/reward", 0.3 * step / 3, step)
+            writer.add_scalar("eval/a/accuracy", 0.25 * step / 3, step)
+    first.close()
+    second.close()
+
+
+@pytest.fixture()
+def run(tmp_path) -> Path:
+    run = tmp_path / "run"
+    _write_run(run)
+    return run
+
+
+def _table_row(text: str, split: str, source: str) -> list[str]:
+    block = text.split(f"## {split}\n", 1)[1].split("\n## ", 1)[0]
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == source:
+            return cells[1:]
+    raise AssertionError(f"no row for {source} in {split}")
+
+
+def test_load_scalars_merges_files_sorted_by_step(run):
+    scalars = load_scalars(run)
+    assert [s for s, _ in scalars["source/a/reward"]] == [1, 2, 3, 4, 5, 6]
+    assert [v for _, v in scalars["source/a/reward"]] == pytest.approx([0.1 * s for s in range(1, 7)])
+    assert [s for s, _ in scalars["eval/a/accuracy"]] == [3, 6]
+
+
+def test_later_point_wins_for_a_repeated_step(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    for name, value, wall in (("old", 1.0, 100.0), ("new", 2.0, 200.0)):
+        writer = SummaryWriter(str(tmp_path / name))
+        writer.add_scalar("source/a/reward", value, 5, walltime=wall)
+        writer.close()
+    assert load_scalars(tmp_path)["source/a/reward"] == [(5, 2.0)]
+
+
+def test_write_report_plots_and_summary(run, tmp_path):
+    out = write_report(run)
+    assert out == run / "report"
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["source_a.png", "source_b.png", "source_web_qa.png"]
+    for name in pngs:
+        path = out / name
+        assert path.stat().st_size > 5000
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            assert image.size[0] > 300 and image.size[1] > 200
+            image.verify()
+    text = (out / "summary.md").read_text(encoding="utf-8")
+    assert "## train" in text and "## eval" in text
+    # steps | reward first | reward last | accuracy first | accuracy last | length last | truncated last | refl last
+    assert _table_row(text, "train", "a") == ["6", "0.1", "0.6", "0.05", "0.3", "106.0", "0.08333", "0.25"]
+    assert _table_row(text, "train", "b") == ["6", "0.9", "0.4", "0.5", "0.5", "–", "–", "–"]
+    assert _table_row(text, "train", "web/qa") == ["6", "0.2", "1.2", "–", "–", "–", "–", "–"]
+    assert _table_row(text, "eval", "a") == ["2", "0.3", "0.6", "0.25", "0.5", "–", "–", "–"]
+    assert "rewards" not in text and "loss" not in text
+    assert format_summary(load_scalars(run)) in text
+    other = write_report(run, tmp_path / "elsewhere")
+    assert (other / "summary.md").exists() and (other / "source_a.png").exists()
+
+
+def test_summarize_values(run):
+    summary = summarize(load_scalars(run))
+    assert set(summary["train"]) == {"a", "b", "web/qa"}
+    assert set(summary["eval"]) == {"a"}
+    assert summary["train"]["a"]["length_last"] == pytest.approx(106.0)
+    assert summary["eval"]["a"]["length_last"] is None
+
+
+def test_report_main_prints_the_table(run, capsys):
+    assert report_main(run) == 0
+    printed = capsys.readouterr().out
+    assert "| a |" in printed and "| web/qa |" in printed and str(run / "report") in printed
+
+
+def test_parse_tag_forms():
+    assert parse_tag("source/a/reward") == ("train", "a", "reward")
+    assert parse_tag("train/source/a/length/mean") == ("train", "a", "length/mean")
+    assert parse_tag("eval/a/accuracy") == ("eval", "a", "accuracy")
+    assert parse_tag("train/eval/a/accuracy") == ("eval", "a", "accuracy")
+    assert parse_tag("eval/source/a/reward") == ("eval", "a", "reward")
+    assert parse_tag("eval/source/reward") == ("eval", "source", "reward")
+    assert parse_tag("eval/reward") is None
+    assert parse_tag("train/rewards/orsta/mean") is None
+
+
+def test_file_names_are_sanitised_and_unique():
+    names = file_names(["a/b", "a_b", "plain", "sp ace", "../up"])
+    assert names["plain"] == "source_plain.png"
+    assert names["sp ace"] == "source_sp_ace.png"
+    assert names["a/b"] != names["a_b"] and names["a/b"].startswith("source_a_b-")
+    assert all("/" not in n for n in names.values()) and names["../up"] == "source_up.png"
+
+
+def test_missing_run_dir_or_events(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="event files"):
+        write_report(tmp_path)
