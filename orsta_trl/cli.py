@@ -6,6 +6,8 @@
     orsta-trl check-data PATH [PATH ...]         per-source summary, or every invalid record
     orsta-trl check-recipe RECIPE [...]          validate recipes without loading weights
     orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
+    orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
+    orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
 """
 
 from __future__ import annotations
@@ -87,6 +89,33 @@ def _score(args) -> int:
     return 0
 
 
+def _eval(args) -> int:
+    from orsta_trl.data.records import DatasetError
+    from orsta_trl.evaluation import eval_table, evaluate_checkpoint
+
+    try:
+        report = evaluate_checkpoint(args.checkpoint, args.data, output=args.output,
+                                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                     iou_threshold=args.iou_threshold, recipe_path=args.recipe)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(eval_table(report))
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _report(args) -> int:
+    from orsta_trl.monitor.report import report_main
+
+    return report_main(args.run_dir, args.output)
+
+
+def _threshold(value: str):
+    return value if value == "average" else float(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orsta-trl", description="V-Triune-style GRPO on TRL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", type=float, default=1.0, help="training progress for dynamic thresholds (0..1)")
     p.add_argument("--recipe", default=None, help="take pixel bounds and the IoU schedule from this recipe")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("eval", help="greedy evaluation of a saved model (full or LoRA adapter) on datasets")
+    p.add_argument("checkpoint")
+    p.add_argument("data", nargs="+")
+    p.add_argument("-o", "--output", default=None, help="write the JSON report here")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--iou-threshold", type=_threshold, default="average", help="a number or 'average'")
+    p.add_argument("--recipe", default=None, help="take pixel bounds from this recipe")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("report", help="plots and a summary table from a run's TensorBoard logs")
+    p.add_argument("run_dir")
+    p.add_argument("-o", "--output", default=None, help="output folder (default RUN_DIR/report)")
+    p.set_defaults(func=_report)
     return parser
 
 

@@ -28,7 +28,8 @@ class OrstaConfig:
 
     Data: ``train_files``. Vision: ``freeze_vision``, ``freeze_merger``, ``min_pixels``, ``max_pixels``.
     Prompts: ``max_prompt_length``. Rewards: ``iou_schedule``, ``reward_timeout_s``, ``reward_workers``,
-    ``rewrite_embedder``.
+    ``rewrite_embedder``. Evaluation: ``eval_datasets``, ``eval_iou_threshold``, ``eval_max_samples``.
+    Monitoring: ``dump_completions``, ``dump_format``, ``correct_threshold``, ``reflection_words``.
     """
 
     train_files: list[str] = field(default_factory=list, metadata={
@@ -52,6 +53,19 @@ class OrstaConfig:
     rewrite_embedder: str | None = field(default=None, metadata={
         "help": "Sentence-embedding model of the 'rewrite' verifier (a hub name, a folder, or a package that "
                 "ships one)."})
+    eval_datasets: list[str] = field(default_factory=list, metadata={
+        "help": "Held-out files evaluated greedily before training and every eval_steps (eval/<source>/<metric>)."})
+    eval_iou_threshold: float | str = field(default="average", metadata={
+        "help": "Fixed IoU setting of evaluation (a number or 'average'); never the training schedule."})
+    eval_max_samples: int = field(default=0, metadata={
+        "help": "Evaluate at most this many records of each data_source (0: all)."})
+    dump_completions: float = field(default=0.0, metadata={
+        "help": "Share of completions written per step to output_dir/completions/ (0: none, 1: all)."})
+    dump_format: str = field(default="jsonl", metadata={"help": "'jsonl' or 'parquet'."})
+    correct_threshold: float = field(default=1.0, metadata={
+        "help": "A completion counts as correct when its accuracy is at least this (monitoring splits)."})
+    reflection_words: list[str] | None = field(default=None, metadata={
+        "help": "Reflection words matched as lowercase substrings (default: V-Triune's list)."})
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
@@ -60,6 +74,16 @@ class OrstaConfig:
             raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels} and {self.max_pixels}")
         if self.reward_timeout_s <= 0:
             raise ValueError(f"reward_timeout_s must be > 0, got {self.reward_timeout_s}")
+        if isinstance(self.eval_datasets, str):
+            self.eval_datasets = [self.eval_datasets]
+        if not (self.eval_iou_threshold == "average" or (
+                isinstance(self.eval_iou_threshold, int | float) and 0 < self.eval_iou_threshold <= 1)):
+            raise ValueError(f"eval_iou_threshold must be 'average' or a number in (0, 1], "
+                             f"got {self.eval_iou_threshold!r}")
+        if not 0.0 <= self.dump_completions <= 1.0:
+            raise ValueError(f"dump_completions is a share in [0, 1], got {self.dump_completions}")
+        if self.dump_format not in ("jsonl", "parquet"):
+            raise ValueError(f"dump_format must be 'jsonl' or 'parquet', got {self.dump_format!r}")
         from orsta_trl.verifiers.schedule import validate_schedule
 
         validate_schedule(self.iou_schedule)
@@ -69,6 +93,15 @@ class OrstaConfig:
 
         return RewardSettings(self.min_pixels, self.max_pixels, tuple(tuple(p) for p in self.iou_schedule),
                               self.reward_timeout_s, self.reward_workers, self.rewrite_embedder)
+
+
+def orsta_config_from(path: str | Path | None) -> OrstaConfig:
+    """Only our keys of a recipe (pixel bounds, IoU schedule, ...), for tools that do not train; none: defaults."""
+    if path is None:
+        return OrstaConfig()
+    values = read_yaml(Path(path).read_text(encoding="utf-8")) or {}
+    names = {f.name for f in dataclasses.fields(OrstaConfig)}
+    return OrstaConfig(**{k: v for k, v in values.items() if k in names})
 
 
 @dataclass

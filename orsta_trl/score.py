@@ -34,12 +34,12 @@ def read_completions(path: str | Path) -> list[dict]:
 def score_files(records_path, completions_path, out_path, *, progress: float = 1.0, recipe_path=None) -> list[dict]:
     """Score every completion line; write OUT; return the output rows."""
     from orsta_trl.data.records import load_records
-    from orsta_trl.recipe import OrstaConfig
+    from orsta_trl.recipe import orsta_config_from
     from orsta_trl.verifiers.router import RewardRouter
 
     if not 0.0 <= progress <= 1.0:
         raise ValueError(f"--progress must lie in [0, 1], got {progress}")
-    settings = _orsta_from_recipe(recipe_path).reward_settings() if recipe_path else OrstaConfig().reward_settings()
+    settings = orsta_config_from(recipe_path).reward_settings()
     records = load_records(records_path, image_sizes="needed")
     router = RewardRouter.from_records(records, settings)
     rows = read_completions(completions_path)
@@ -57,17 +57,6 @@ def score_files(records_path, completions_path, out_path, *, progress: float = 1
         for row in out:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
     return out
-
-
-def _orsta_from_recipe(path):
-    """Only the reward-related keys of a recipe matter here; the rest is ignored."""
-    import dataclasses
-
-    from orsta_trl.recipe import OrstaConfig, read_yaml
-
-    values = read_yaml(Path(path).read_text(encoding="utf-8")) or {}
-    names = {f.name for f in dataclasses.fields(OrstaConfig)} - {"train_files"}
-    return OrstaConfig(**{k: v for k, v in values.items() if k in names})
 
 
 def summary_table(rows: list[dict]) -> str:

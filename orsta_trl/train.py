@@ -23,6 +23,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 def run(recipe) -> "OrstaRun":
     from orsta_trl.data.records import load_records
     from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
+    from orsta_trl.evaluation import per_source_subset
     from orsta_trl.models.loading import is_vision_model, load_model, load_processor, model_view
     from orsta_trl.trainer import OrstaGRPOTrainer
     from orsta_trl.verifiers.router import RewardRouter
@@ -37,6 +38,9 @@ def run(recipe) -> "OrstaRun":
     # ---- records: validated before anything heavy is loaded
     records = load_records(orsta.train_files)
     _say(f"loaded {len(records)} records from {len(orsta.train_files)} file(s)")
+    eval_records = per_source_subset(load_records(orsta.eval_datasets), orsta.eval_max_samples)
+    if eval_records:
+        _say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
 
     # ---- processor and model
     vision = is_vision_model(name)
@@ -58,6 +62,7 @@ def run(recipe) -> "OrstaRun":
 
     # ---- rewards
     router = RewardRouter.from_records(records, orsta.reward_settings())
+    router.add_records(eval_records, split="eval")
     router.start()
 
     # ---- trainer
@@ -70,8 +75,8 @@ def run(recipe) -> "OrstaRun":
         processing_class=processor,
         peft_config=get_peft_config(model_args),
         router=router,
-        freeze_vision_tower=orsta.freeze_vision,
-        freeze_merger=orsta.freeze_merger,
+        orsta=orsta,
+        eval_records=eval_records,
     )
 
     state = trainer.accelerator.state
@@ -87,7 +92,7 @@ def run(recipe) -> "OrstaRun":
     trainer.save_model(grpo.output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(grpo.output_dir)
-        print("\nper-source summary (this rank's completions; reward in the first and last quarter of the run)")
+        print("\nper-source summary (all ranks; reward over the run, its first and last quarter)")
         print(trainer.summary.table(), flush=True)
     return OrstaRun(trainer, router, dropped)
 
@@ -115,7 +120,12 @@ def main(argv: list[str] | None = None) -> None:
         recipe = load_recipe(argv[0], argv[1:])
     except RecipeError as exc:
         raise SystemExit(f"error: {exc}") from None
-    run(recipe)
+    from orsta_trl.data.records import DatasetError
+
+    try:
+        run(recipe)
+    except DatasetError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 if __name__ == "__main__":

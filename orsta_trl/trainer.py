@@ -8,41 +8,66 @@ What it changes, and why:
   feature count of the training forward. HF generation suppresses only ``<|image_pad|>`` and vLLM suppresses
   nothing, so every placeholder (image, video, vision pad) is replaced by the pad token on both paths before
   log-probs are recomputed, as V-Triune does; the number replaced is logged.
-* ``_calculate_rewards``: after TRL calls the router, the router's verdicts feed the per-source summary.
+* ``_calculate_rewards``: after TRL calls the router, this rank's verdicts, completion lengths and truncation
+  are gathered from every rank (so every rank holds the same per-sample rows and logs the same values), fed to
+  the source monitor, the end-of-run summary and, on the main process, the completion dumps.
+* ``log``: adds the monitor's per-source window (``source/<data_source>/<metric>``) to each training log.
+* Evaluation (a callback): greedy, decoupled from the reward schedule, before the first step and every
+  ``eval_steps``, logged as ``eval/<data_source>/<metric>``. TRL's own sampled evaluation is not used.
 
 Deviation from TRL: nothing in the loss or the advantage computation is changed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import torch
+from accelerate.utils import gather_object
+from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
+from orsta_trl.monitor.dumps import CompletionDumper
+from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, rows_from_scored
 from orsta_trl.monitor.summary import SourceSummary
+from orsta_trl.verifiers.router import completion_text
 
 PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
 
 
 class OrstaGRPOTrainer(GRPOTrainer):
-    def __init__(self, *args, router, freeze_vision_tower: bool = True, freeze_merger: bool = True, **kwargs):
+    def __init__(self, *args, router, orsta=None, eval_records=None, **kwargs):
+        from orsta_trl.recipe import OrstaConfig
+
         processing_class = kwargs.get("processing_class")
         if processing_class is not None:
             enforce_left_padding(processing_class)
         self.router = router
+        self.orsta = orsta or OrstaConfig()
+        self.eval_records = list(eval_records or [])
         self.summary = SourceSummary()
-        self.placeholders_replaced = 0
         super().__init__(*args, reward_funcs=[router], **kwargs)
         enforce_left_padding(self.processing_class)
-        if freeze_vision_tower:
-            freeze_vision(self.model, freeze_merger=freeze_merger)
+        if self.orsta.freeze_vision:
+            freeze_vision(self.model, freeze_merger=self.orsta.freeze_merger)
         self.parameter_counts = parameter_counts(self.model)
         if self.accelerator.is_main_process:
             print(format_counts(self.parameter_counts), flush=True)
         tokenizer = self._tokenizer
         ids = [tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDER_TOKENS]
         self._placeholder_ids = sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
+        words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
+        sources = sorted({r.data_source for r in router.records.values()})
+        self.source_monitor = SourceMonitor(sources, self.orsta.correct_threshold, words)
+        self.dumper = (CompletionDumper(self.args.output_dir, self.orsta.dump_completions, self.orsta.dump_format,
+                                        seed=self.args.seed) if self.orsta.dump_completions > 0 else None)
+        self.monitor_seconds = 0.0
+        if self.eval_records:
+            self.add_callback(_SourceEvalCallback(self))
 
+    # ---- generation: no placeholder token reaches the training forward
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         completion_ids, logprobs = super()._generate_single_turn(
             prompt_ids, images, multimodal_fields, num_generations, has_tool_images
@@ -51,16 +76,100 @@ class OrstaGRPOTrainer(GRPOTrainer):
             completion_ids, replaced = replace_placeholders(
                 completion_ids, self._placeholder_ids, self._tokenizer.pad_token_id
             )
-            self.placeholders_replaced += replaced
             mode = "train" if self.model.training else "eval"
             self._metrics[mode]["completions/placeholders_replaced"].append(float(replaced))
         return completion_ids, logprobs
 
+    # ---- rewards: verdicts → per-source monitor, summary and dumps
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         if self.model.training and len(self.router.last) == len(completion_ids_list):
-            self.summary.update(self.state.global_step, self.router.last, [len(c) for c in completion_ids_list])
+            started = time.perf_counter()
+            self._monitor(prompts, completions, completion_ids_list)
+            self.monitor_seconds = time.perf_counter() - started
+            self._metrics["train"]["monitor/seconds"].append(self.monitor_seconds)
         return rewards
+
+    def _monitor(self, prompts, completions, completion_ids_list) -> None:
+        stops = {*self.eos_token_ids, self._tokenizer.pad_token_id}
+        lengths = [len(ids) for ids in completion_ids_list]
+        truncated = [not ids or ids[-1] not in stops for ids in completion_ids_list]
+        texts = [completion_text(c) for c in completions]
+        rows = rows_from_scored(self.router.last, lengths, truncated, texts, [None] * len(texts))
+        prompt_texts = [prompt_text(p) for p in prompts] if self.dumper else [""] * len(rows)
+        gathered = gather_object(list(zip(rows, prompt_texts, strict=True)))
+        step = self.state.global_step
+        # TRL groups advantages by consecutive num_generations completions of the gathered batch
+        rows = [dataclasses.replace(row, group=(step, i // self.num_generations))
+                for i, (row, _) in enumerate(gathered)]
+        self.source_monitor.update(rows)
+        self.summary.update(step, rows)
+        if self.dumper is not None and self.accelerator.is_main_process:
+            self.dumper.write(step + 1, rows, [p for _, p in gathered])
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self.model.training and "loss" in logs:
+            logs = {**logs, **self.source_monitor.flush()}
+        super().log(logs, start_time)
+
+    # ---- decoupled evaluation
+    def evaluate_sources(self) -> dict[str, float]:
+        """Greedy evaluation of ``eval_records`` on every rank's shard; per-source metrics from all ranks."""
+        from trl.models import unwrap_model_for_generation
+
+        from orsta_trl.evaluation import eval_metrics, greedy_completions, score_generated
+
+        records = self.eval_records
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        per_rank = -(-len(records) // world)
+        shard = records[rank * per_rank:(rank + 1) * per_rank]
+        padded = shard + [records[-1]] * (per_rank - len(shard))  # equal work on every rank (ZeRO-3 generate)
+        with unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                         gather_deepspeed3_params=self.args.ds3_gather_for_generation) as model:
+            generated = greedy_completions(model, self.processing_class, padded,
+                                           max_new_tokens=self.max_completion_length,
+                                           batch_size=self.args.per_device_eval_batch_size)
+        rows = score_generated(self.router, shard, generated[:len(shard)], self.orsta.eval_iou_threshold, "eval")
+        rows = gather_object(rows)
+        words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
+        return eval_metrics(rows, self.orsta.correct_threshold, words)
+
+
+class _SourceEvalCallback(TrainerCallback):
+    """Runs :meth:`OrstaGRPOTrainer.evaluate_sources` before training and every ``eval_steps``."""
+
+    def __init__(self, trainer: OrstaGRPOTrainer):
+        self.trainer = trainer
+
+    def _run(self, state) -> None:
+        metrics = self.trainer.evaluate_sources()
+        # "eval_" keys become "eval/<source>/<metric>" tags in TensorBoard (transformers' rewrite_logs). Logged
+        # with transformers' Trainer.log: GRPOTrainer.log would fold the pending training metrics in.
+        logs = {f"eval_{tag.removeprefix('eval/')}": value for tag, value in metrics.items()}
+        super(GRPOTrainer, self.trainer).log(logs)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            self._run(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        every = args.eval_steps
+        if every and every >= 1 and state.global_step % int(every) == 0 or state.global_step == state.max_steps:
+            self._run(state)
+
+
+def prompt_text(prompt) -> str:
+    """The prompt's text (all messages' text parts), for dumps."""
+    if isinstance(prompt, str):
+        return prompt
+    pieces = []
+    for message in prompt:
+        content = message.get("content")
+        if isinstance(content, str):
+            pieces.append(content)
+        else:
+            pieces.extend(p.get("text") or "" for p in content or [] if isinstance(p, dict) and p.get("type") == "text")
+    return "\n".join(pieces)
 
 
 def replace_placeholders(completion_ids: list[list[int]], placeholder_ids, pad_id: int):

@@ -1,6 +1,6 @@
 """A run's per-source summary table (reward, accuracy, completion length), printed at the end of training.
 
-It accumulates, on each rank, what that rank scored; the table shows the first and last quarter of the run so
+It accumulates the rows gathered from every rank; the table shows the first and last quarter of the run so
 that a user sees at a glance which sources moved.
 """
 
@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 class SourceSummary:
     steps: list[tuple[int, str, float, float, int]] = field(default_factory=list)
 
-    def update(self, step: int, scored, lengths) -> None:
-        for item, length in zip(scored, lengths, strict=True):
-            self.steps.append((step, item.data_source, item.reward, item.verdict.accuracy, int(length)))
+    def update(self, step: int, rows) -> None:
+        """``rows``: the monitor's SampleRows of one step (gathered from every rank)."""
+        for row in rows:
+            self.steps.append((step, row.data_source, row.reward, row.accuracy, int(row.length)))
 
     def table(self) -> str:
         if not self.steps:

@@ -228,25 +228,13 @@ class DetectionVerifier(Verifier):
         return DetectionGold(coords_array(boxes), tuple(b[4] for b in boxes))
 
     def score(self, text: str, gold: DetectionGold, params: DetectionParams, ctx: Context) -> Verdict:
-        parsed = parse_boxes(text)
         zeros = dict.fromkeys(PARTS, 0.0)
-        if not parsed.found:
-            return Verdict(0.0, 0.0, zeros, "no_answer")
-        if not parsed.boxes and not parsed.explicit_empty:
-            return Verdict(0.0, 0.0, zeros, "unparsable_boxes")
-        scale = _scale(params.pred_coords, ctx)
-        if scale is None:
-            return Verdict(0.0, 1.0, zeros, "no_image_size")
+        found = predicted_boxes(text, params, ctx)
+        if isinstance(found, str):
+            return Verdict(0.0, 1.0 if found == "no_image_size" else 0.0, zeros, found)
+        pred, area, labels, n_invalid = found
         thresholds = _thresholds(params, ctx)
         k = len(thresholds)
-        with np.errstate(over="ignore", invalid="ignore"):
-            pred = coords_array(parsed.boxes) * np.array([scale[0], scale[1], scale[0], scale[1]])
-            area = areas(pred)
-            ok = (area > 0) & (area < np.inf) & (pred[:, 2] > pred[:, 0]) & (pred[:, 3] > pred[:, 1])
-        if not ok.all():  # degenerate or overflowing once rescaled
-            pred, area = pred[ok], area[ok]
-        labels = [b[4] for b, good in zip(parsed.boxes, ok.tolist(), strict=True) if good]
-        n_invalid = parsed.n_invalid + int(len(ok) - ok.sum())
         p_cat, g_cat = label_categories(labels, gold.labels, params.match_labels)
         allowed = allowed_ious(iou_matrix(pred, gold.boxes), p_cat, g_cat)
         n_pred, n_gt = len(pred), len(gold.labels)
@@ -259,6 +247,29 @@ class DetectionVerifier(Verifier):
         parts["ap"], parts["ap50"], parts["ap75"] = coco_ap(allowed, p_cat, g_cat, area, areas(gold.boxes))
         reason = "invalid_boxes" if n_invalid else None
         return Verdict(float(acc.sum()) / k, 1.0, parts, reason)
+
+
+def predicted_boxes(text: str, params: DetectionParams, ctx: Context):
+    """The completion's valid boxes in original pixels: (coords (n, 4), areas, labels, n_invalid), or a reason.
+
+    Shared by :meth:`DetectionVerifier.score` and dataset-level COCO mAP in evaluation.
+    """
+    parsed = parse_boxes(text)
+    if not parsed.found:
+        return "no_answer"
+    if not parsed.boxes and not parsed.explicit_empty:
+        return "unparsable_boxes"
+    scale = _scale(params.pred_coords, ctx)
+    if scale is None:
+        return "no_image_size"
+    with np.errstate(over="ignore", invalid="ignore"):
+        pred = coords_array(parsed.boxes) * np.array([scale[0], scale[1], scale[0], scale[1]])
+        area = areas(pred)
+        ok = (area > 0) & (area < np.inf) & (pred[:, 2] > pred[:, 0]) & (pred[:, 3] > pred[:, 1])
+    if not ok.all():  # degenerate or overflowing once rescaled
+        pred, area = pred[ok], area[ok]
+    labels = [b[4] for b, good in zip(parsed.boxes, ok.tolist(), strict=True) if good]
+    return pred, area, labels, parsed.n_invalid + int(len(ok) - ok.sum())
 
 
 def _thresholds(params: DetectionParams, ctx: Context) -> tuple[float, ...]:
@@ -278,6 +289,7 @@ __all__ = [
     "DetectionParams",
     "DetectionGold",
     "detection_score",
+    "predicted_boxes",
     "iou",
     "iou_matrix",
     "sample_ap",

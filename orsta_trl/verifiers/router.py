@@ -77,8 +77,13 @@ class RewardRouter:
     def from_records(cls, records: Iterable[Record], settings: RewardSettings | None = None) -> RewardRouter:
         return cls({r.key: r for r in records}, settings or RewardSettings())
 
-    def add_records(self, records: Iterable[Record]) -> None:
-        self.records.update({r.key: r for r in records})
+    def add_records(self, records: Iterable[Record], split: str | None = None) -> None:
+        """Add records; a ``split`` (e.g. "eval") keeps them apart from training records with the same ids."""
+        self.records.update({self.key(r, split): r for r in records})
+
+    @staticmethod
+    def key(record: Record, split: str | None = None) -> tuple:
+        return record.key if split is None else (*record.key, split)
 
     @property
     def pool(self) -> WorkerPool:

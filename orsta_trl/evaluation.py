@@ -1,0 +1,250 @@
+"""Decoupled evaluation: greedy decoding (one completion per prompt), the same verifiers, a fixed IoU setting.
+
+Training rewards follow the dynamic IoU schedule; evaluation never does: detection is scored with
+``eval_iou_threshold`` (default ``"average"``: the mean over 0.50:0.05:0.95 and 0.99) so numbers from different
+training steps compare. Metrics are the monitor's per-source set under ``eval/<data_source>/<metric>``. For
+detection sources the report adds dataset-level COCO mAP / AP50 / AP75 computed by pycocotools with every
+predicted box scored 1.0, as the paper does.
+
+Used during training (before the first step and every ``eval_steps``) and by ``orsta-trl eval``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from orsta_trl.data.records import Record
+from orsta_trl.data.rows import prompt_messages
+from orsta_trl.monitor.source_metrics import (
+    DEFAULT_REFLECTION_WORDS,
+    SampleRow,
+    compute_metrics,
+    finalize,
+    split_tag,
+)
+from orsta_trl.verifiers.router import RewardRouter
+
+PLACEHOLDERS = ("<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
+
+
+@dataclass
+class Generated:
+    text: str
+    length: int
+    truncated: bool
+
+
+def _load_images(record: Record):
+    from PIL import Image
+
+    images = []
+    for path in record.images:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
+@torch.no_grad()
+def greedy_completions(model, processing_class, records: list[Record], *, max_new_tokens: int,
+                       batch_size: int = 8, show_progress: bool = False) -> list[Generated]:
+    """One greedy completion per record (left-padded batches, placeholder tokens suppressed)."""
+    from tqdm.auto import tqdm
+
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    vision = tokenizer is not processing_class
+    eos_ids = model.generation_config.eos_token_id
+    eos_ids = set([eos_ids] if isinstance(eos_ids, int) else (eos_ids or [tokenizer.eos_token_id]))
+    suppress = [i for i in (tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDERS)
+                if i is not None and i != tokenizer.unk_token_id]
+    was_training = model.training
+    model.eval()
+    out: list[Generated] = []
+    batches = range(0, len(records), batch_size)
+    for start in tqdm(batches, desc="evaluating", disable=not show_progress):
+        batch = records[start:start + batch_size]
+        conversations = []
+        for record in batch:
+            messages = prompt_messages(record, vision=vision)
+            if vision and record.images:
+                images = iter(_load_images(record))
+                messages = [{**m, "content": [({"type": "image", "image": next(images)} if p["type"] == "image"
+                                               else p) for p in m["content"]]} for m in messages]
+            conversations.append(messages)
+        call = {"padding": True, "return_tensors": "pt"}
+        kwargs = {"processor_kwargs": call} if vision else call
+        inputs = processing_class.apply_chat_template(
+            conversations, add_generation_prompt=True, tokenize=True, return_dict=True, **kwargs
+        ).to(model.device)
+        generated = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
+                                   pad_token_id=tokenizer.pad_token_id, suppress_tokens=suppress or None,
+                                   temperature=None, top_p=None, top_k=None)
+        completion_ids = generated[:, inputs["input_ids"].shape[1]:].tolist()
+        for ids in completion_ids:
+            end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
+            kept = ids if end is None else ids[: end + 1]
+            text = tokenizer.decode(kept, skip_special_tokens=True)
+            out.append(Generated(text, len(kept), end is None))
+    model.train(was_training)
+    return out
+
+
+def score_generated(router: RewardRouter, records: list[Record], generated: list[Generated],
+                    iou_override="average", split: str | None = None) -> list[SampleRow]:
+    """Score greedy completions with the fixed IoU setting; one row per record (added to ``router`` as ``split``)."""
+    keys = [router.key(r, split) for r in records]
+    scored = router.score(keys, [g.text for g in generated], 1.0, iou_override=iou_override)
+    return [
+        SampleRow(s.data_source, s.id, s.reward, s.verdict.accuracy, s.verdict.format, dict(s.verdict.parts),
+                  s.verdict.reason, g.length, g.truncated, g.text, (s.data_source, s.id))
+        for s, g in zip(scored, generated, strict=True)
+    ]
+
+
+def eval_metrics(rows: list[SampleRow], correct_threshold: float = 1.0,
+                 reflection_words=DEFAULT_REFLECTION_WORDS) -> dict[str, float]:
+    """``{"eval/<data_source>/<metric>": value}`` over all rows (gathered from every rank).
+
+    ``groups/zero_spread`` is left out: with one greedy completion per prompt every group is trivially flat.
+    """
+    metrics = finalize(compute_metrics(rows, correct_threshold, reflection_words), prefix="eval")
+    return {tag: value for tag, value in metrics.items() if not tag.endswith("/groups/zero_spread")}
+
+
+def per_source_subset(records: list[Record], limit: int) -> list[Record]:
+    """At most ``limit`` records of each data_source, in file order (0: all)."""
+    if not limit:
+        return list(records)
+    seen: dict[str, int] = defaultdict(int)
+    kept = []
+    for record in records:
+        if seen[record.data_source] < limit:
+            seen[record.data_source] += 1
+            kept.append(record)
+    return kept
+
+
+def coco_map(records: list[Record], rows: list[SampleRow], router: RewardRouter) -> dict[str, dict[str, float]]:
+    """Dataset-level COCO mAP / AP50 / AP75 per detection source (pycocotools; every box scored 1.0)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from orsta_trl.verifiers.detection import predicted_boxes
+
+    by_source: dict[str, list[tuple[Record, SampleRow]]] = defaultdict(list)
+    for record, row in zip(records, rows, strict=True):
+        if record.reward.verifier.name == "detection":
+            by_source[record.data_source].append((record, row))
+    results = {}
+    for source, pairs in by_source.items():
+        categories: dict[str, int] = {}
+        images, annotations, detections = [], [], []
+        for image_id, (record, row) in enumerate(pairs, start=1):
+            width, height = record.image_sizes[0] if record.image_sizes else (0, 0)
+            images.append({"id": image_id, "width": width, "height": height})
+            gold = record.reward.gold
+            for box, label in zip(gold.boxes.tolist(), gold.labels, strict=True):
+                cat = categories.setdefault(label.strip().lower(), len(categories) + 1)
+                w, h = box[2] - box[0], box[3] - box[1]
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
+                                    "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+            found = predicted_boxes(row.text, record.reward.params, router.context(record, 1.0))
+            if isinstance(found, str):
+                continue
+            coords, _, labels, _ = found
+            for box, label in zip(coords.tolist(), labels, strict=True):
+                cat = categories.get(str(label).strip().lower())
+                if cat is not None:
+                    detections.append({"image_id": image_id, "category_id": cat, "score": 1.0,
+                                       "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+        if not annotations:
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO()
+            gt.dataset = {"images": images, "annotations": annotations,
+                          "categories": [{"id": i, "name": n} for n, i in categories.items()]}
+            gt.createIndex()
+            if detections:
+                dt = gt.loadRes(detections)
+                evaluator = COCOeval(gt, dt, "bbox")
+                evaluator.evaluate()
+                evaluator.accumulate()
+                evaluator.summarize()
+                stats = evaluator.stats
+                results[source] = {"map": max(0.0, stats[0]), "map50": max(0.0, stats[1]),
+                                   "map75": max(0.0, stats[2])}
+            else:
+                results[source] = {"map": 0.0, "map50": 0.0, "map75": 0.0}
+    return results
+
+
+def load_for_eval(checkpoint: str, *, min_pixels: int, max_pixels: int, dtype: str = "float32"):
+    """A saved model (full, or a LoRA adapter on its base) and its processor."""
+    from orsta_trl.models.loading import is_vision_model, load_model, load_processor
+
+    path = Path(checkpoint)
+    adapter = path / "adapter_config.json"
+    base = json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else str(path)
+    vision = is_vision_model(base)
+    processor_source = str(path) if (path / "tokenizer_config.json").exists() else base
+    processor = load_processor(processor_source, min_pixels=min_pixels, max_pixels=max_pixels, vision=vision)
+    model = load_model(base, vision=vision, dtype=dtype)
+    if adapter.exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(path))
+    return model, processor
+
+
+def evaluate_checkpoint(checkpoint: str, data: list[str], *, output: str | None = None,
+                        max_new_tokens: int = 256, batch_size: int = 8, iou_threshold="average",
+                        recipe_path: str | None = None) -> dict:
+    """``orsta-trl eval``: greedy completions of a saved model on a dataset; a JSON report."""
+    from orsta_trl.data.records import load_records
+    from orsta_trl.recipe import orsta_config_from
+
+    orsta = orsta_config_from(recipe_path)
+    records = load_records(data)
+    router = RewardRouter.from_records(records, orsta.reward_settings())
+    model, processor = load_for_eval(checkpoint, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels)
+    try:
+        generated = greedy_completions(model, processor, records, max_new_tokens=max_new_tokens,
+                                       batch_size=batch_size, show_progress=True)
+        rows = score_generated(router, records, generated, iou_override=iou_threshold)
+    finally:
+        router.close()
+    report = {"checkpoint": str(checkpoint), "data": [str(d) for d in data], "iou_threshold": iou_threshold,
+              "metrics": eval_metrics(rows), "coco": coco_map(records, rows, router),
+              "completions": [{"id": r.id, "data_source": r.data_source, "completion": r.text, "reward": r.reward,
+                               "accuracy": r.accuracy, "reason": r.reason} for r in rows]}
+    if output:
+        Path(output).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    return report
+
+
+def eval_table(report: dict) -> str:
+    """Per-source table of an evaluation report."""
+    sources: dict[str, dict[str, float]] = defaultdict(dict)
+    for tag, value in report["metrics"].items():
+        source, metric = split_tag(tag.split("/", 1)[1])
+        sources[source][metric] = value
+    header = (f"{'data_source':<24} {'reward':>7} {'accuracy':>9} {'format':>7} {'length':>7} "
+              f"{'trunc':>6} {'mAP':>6} {'AP50':>6}")
+    lines = [header, "-" * len(header)]
+    for source in sorted(sources):
+        m, coco = sources[source], report["coco"].get(source, {})
+
+        def cell(value, width=7, digits=3):
+            return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
+
+        lines.append(f"{source:<24} {cell(m.get('reward'))} {cell(m.get('accuracy'), 9)} {cell(m.get('format'))} "
+                     f"{cell(m.get('length/mean'), 7, 1)} {cell(m.get('truncated/ratio'), 6, 2)} "
+                     f"{cell(coco.get('map'), 6)} {cell(coco.get('map50'), 6)}")
+    return "\n".join(lines)
