@@ -22,10 +22,15 @@ demo/tiny-vl/config.json: | setup
 demo/data/data.jsonl: | setup
 	$(PY) -m orsta_trl.cli synth demo/data --n 16 --seed 0
 
-# Trains the tiny Qwen2.5-VL on synthetic V-Triune tasks on the CPU, through the real entry point.
-demo: setup demo/tiny-vl/config.json demo/data/data.jsonl
+demo/eval/data.jsonl: | setup
+	$(PY) -m orsta_trl.cli synth demo/eval --n 4 --seed 1
+
+# Trains the tiny Qwen2.5-VL on synthetic V-Triune tasks on the CPU, through the real entry point,
+# then turns the run's TensorBoard logs into per-source plots and a summary (demo/run/report/).
+demo: setup demo/tiny-vl/config.json demo/data/data.jsonl demo/eval/data.jsonl
 	rm -rf demo/run
 	time $(PY) orsta_trl/train.py recipes/tiny_cpu.yaml
+	$(PY) -m orsta_trl.cli report demo/run
 
 test: setup
 	$(PY) -m pytest -q

@@ -41,12 +41,16 @@ def reasoning(rng: random.Random) -> str:
     steps = []
     for _ in range(rng.randint(4, 9)):
         a, b = rng.randint(2, 99), rng.randint(2, 99)
-        steps.append(rng.choice([
-            f"First, compute ${a} \\times {b} = {a * b}$.",
-            f"Then $\\frac{{{a}}}{{{b}}}$ simplifies, so we keep ${a} + {b} = {a + b}$.",
-            f"Wait, let me re-check: ${a}^2 = {a * a}$, which matches.",
-            f"Subtracting gives ${a} - {b} = {a - b}$, and the remainder is {a % b}.",
-        ]))
+        steps.append(
+            rng.choice(
+                [
+                    f"First, compute ${a} \\times {b} = {a * b}$.",
+                    f"Then $\\frac{{{a}}}{{{b}}}$ simplifies, so we keep ${a} + {b} = {a + b}$.",
+                    f"Wait, let me re-check: ${a}^2 = {a * a}$, which matches.",
+                    f"Subtracting gives ${a} - {b} = {a - b}$, and the remainder is {a % b}.",
+                ]
+            )
+        )
     return " ".join(steps)
 
 
@@ -55,11 +59,15 @@ def math_problem(rng: random.Random) -> tuple[str, list[str]]:
     a, b, n = rng.randint(1, 9), rng.randint(2, 12), rng.randint(10, 999)
     kind = rng.randrange(6)
     if kind == 0:
-        return f"\\frac{{{a}}}{{{b}}}", [f"{a / b:.6f}".rstrip("0"), f"\\frac{{{2 * a}}}{{{2 * b}}}", f"\\frac{{{b}}}{{{a}}}"]
+        return f"\\frac{{{a}}}{{{b}}}", [
+            f"{a / b:.6f}".rstrip("0"),
+            f"\\frac{{{2 * a}}}{{{2 * b}}}",
+            f"\\frac{{{b}}}{{{a}}}",
+        ]
     if kind == 1:
         return str(n), [f"{n}.0", str(n + 1), str(n - 10)]
     if kind == 2:
-        return f"{a}\\sqrt{{{b}}}", [f"\\sqrt{{{a * a * b}}}", f"{a * b ** 0.5:.2f}", str(a * b)]
+        return f"{a}\\sqrt{{{b}}}", [f"\\sqrt{{{a * a * b}}}", f"{a * b**0.5:.2f}", str(a * b)]
     if kind == 3:
         return f"x^2+{n}", [f"{n}+x^2", f"x^2-{n}", f"x+{n}"]
     if kind == 4:
@@ -76,7 +84,9 @@ def math_cases(rng: random.Random, n: int, source: str = "math"):
         for _ in range(GROUP):
             answer = rng.choice([gold, *alternatives])
             keys.append(r.key)
-            texts.append(f"<think>{reasoning(rng)}</think><answer>The answer is \\boxed{{{answer}}}.</answer>")
+            texts.append(
+                f"<think>{reasoning(rng)}</think><answer>The answer is \\boxed{{{answer}}}.</answer>"
+            )
     return records, keys, texts
 
 
@@ -86,54 +96,87 @@ def detection_cases(rng: random.Random, n: int):
         boxes = []
         for _ in range(rng.randint(1, 10)):
             x, y = rng.randint(0, 500), rng.randint(0, 400)
-            boxes.append({"bbox_2d": [x, y, x + rng.randint(10, 100), y + rng.randint(10, 100)],
-                          "label": rng.choice(["cat", "dog", "car"])})
-        r = record("det", f"d{i}", {"verifier": "detection", "ground_truth": boxes, "format_weight": 0.1,
-                                    "params": {"pred_coords": "original"}}, sizes=[(640, 480)])
+            boxes.append(
+                {
+                    "bbox_2d": [x, y, x + rng.randint(10, 100), y + rng.randint(10, 100)],
+                    "label": rng.choice(["cat", "dog", "car"]),
+                }
+            )
+        r = record(
+            "det",
+            f"d{i}",
+            {
+                "verifier": "detection",
+                "ground_truth": boxes,
+                "format_weight": 0.1,
+                "params": {"pred_coords": "original"},
+            },
+            sizes=[(640, 480)],
+        )
         records.append(r)
         for _ in range(GROUP):
-            pred = [{"bbox_2d": [v + rng.randint(-4, 4) for v in b["bbox_2d"]], "label": b["label"]}
-                    for b in boxes if rng.random() < 0.9]
+            pred = [
+                {"bbox_2d": [v + rng.randint(-4, 4) for v in b["bbox_2d"]], "label": b["label"]}
+                for b in boxes
+                if rng.random() < 0.9
+            ]
             keys.append(r.key)
             texts.append(f"<think>{rng.random()}</think><answer>{json.dumps(pred)}</answer>")
     return records, keys, texts
 
 
+DOC = "\n\n".join(f"Paragraph {k} of the report." for k in range(6))
+PLAN_STEPS = [
+    {"id": "a", "agent": "search", "task": "find", "depends_on": []},
+    {"id": "b", "agent": "write", "task": "t", "depends_on": ["a"]},
+]
+REWRITES = ["low-cost airfare to Paris this May", "budget plane tickets Paris May", "paris flights"]
+
+#: kind -> (reward of every record, a sampler of completions)
+SIMPLE = {
+    "count": (
+        lambda i: {"verifier": "count", "ground_truth": i % 9 + 1},
+        lambda rng: f"<think>{rng.random()}</think><answer>{rng.randint(1, 9)}</answer>",
+    ),
+    "ocr": (
+        lambda i: {"verifier": "ocr", "ground_truth": "orsta trl", "params": {"mode": "ned"}},
+        lambda rng: f"<answer>orsta {rng.choice(['trl', 'tr1', 'rl'])} {rng.random():.3f}</answer>",
+    ),
+    "docparse": (
+        lambda i: {"verifier": "docparse", "ground_truth": DOC},
+        lambda rng: DOC.replace("report", rng.choice(["report", "rapport"])) + f" {rng.random()}",
+    ),
+    "json": (
+        lambda i: {"verifier": "json", "ground_truth": None, "params": {"required_keys": ["query"]}},
+        lambda rng: rng.choice(['{"query": "x"}', '{"query": ', "no json"]) + str(rng.random()),
+    ),
+    "plan": (
+        lambda i: {"verifier": "plan", "ground_truth": None},
+        lambda rng: json.dumps({"steps": PLAN_STEPS, "note": rng.random()}),
+    ),
+    "tool": (
+        lambda i: {"verifier": "tool", "ground_truth": "42"},
+        lambda rng: (
+            f'<think>{rng.random()}</think><tool_call>{{"name": "calc"}}</tool_call>'
+            f"<tool_response>42</tool_response><answer>\\boxed{{{rng.choice(['42', '41'])}}}</answer>"
+        ),
+    ),
+    "rewrite": (
+        lambda i: {"verifier": "rewrite", "ground_truth": "cheap flights to paris in may"},
+        lambda rng: json.dumps({"rewritten_query": f"{rng.choice(REWRITES)} {rng.randint(0, 9)}"}),
+    ),
+}
+
+
 def simple_cases(rng: random.Random, n: int, kind: str):
+    reward, sample = SIMPLE[kind]
     records, keys, texts = [], [], []
     for i in range(n // GROUP):
-        if kind == "count":
-            r = record("count", f"c{i}", {"verifier": "count", "ground_truth": i % 9 + 1})
-            make = lambda: f"<think>{rng.random()}</think><answer>{rng.randint(1, 9)}</answer>"  # noqa: E731
-        elif kind == "ocr":
-            r = record("ocr", f"o{i}", {"verifier": "ocr", "ground_truth": "orsta trl", "params": {"mode": "ned"}})
-            make = lambda: f"<answer>orsta {rng.choice(['trl', 'tr1', 'rl'])} {rng.random():.3f}</answer>"  # noqa: E731
-        elif kind == "docparse":
-            gt = "\n\n".join(f"Paragraph {k} of the report." for k in range(6))
-            r = record("doc", f"p{i}", {"verifier": "docparse", "ground_truth": gt})
-            make = lambda gt=gt: gt.replace("report", rng.choice(["report", "rapport"]))  # noqa: E731
-        elif kind == "json":
-            r = record("json", f"j{i}", {"verifier": "json", "ground_truth": None,
-                                         "params": {"required_keys": ["query"]}})
-            make = lambda: rng.choice(['{"query": "x"}', '{"query": ', "no json"]) + str(rng.random())  # noqa: E731
-        elif kind == "plan":
-            r = record("plan", f"l{i}", {"verifier": "plan", "ground_truth": None})
-            make = lambda: json.dumps({"steps": [{"id": "a", "agent": "search", "task": str(rng.random()),  # noqa: E731
-                                                  "depends_on": []},
-                                                 {"id": "b", "agent": "write", "task": "t", "depends_on": ["a"]}]})
-        elif kind == "tool":
-            r = record("tool", f"t{i}", {"verifier": "tool", "ground_truth": "42"})
-            make = lambda: (f"<think>{rng.random()}</think><tool_call>{{\"name\": \"calc\"}}</tool_call>"  # noqa: E731
-                            f"<tool_response>42</tool_response><answer>\\boxed{{{rng.choice(['42', '41'])}}}</answer>")
-        elif kind == "rewrite":
-            r = record("rewrite", f"w{i}", {"verifier": "rewrite", "ground_truth": "cheap flights to paris in may"})
-            make = lambda: json.dumps({"rewritten_query": rng.choice([  # noqa: E731
-                "low-cost airfare to Paris this May", "budget plane tickets Paris May", "paris flights"])
-                + f" {rng.randint(0, 9)}"})
+        r = record(kind, f"{kind}{i}", reward(i))
         records.append(r)
         for _ in range(GROUP):
             keys.append(r.key)
-            texts.append(make())
+            texts.append(sample(rng))
     return records, keys, texts
 
 
@@ -156,7 +199,9 @@ def throughput(records, keys, texts, settings, warm_up=None, trials: int = 3) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=1024, help="completions in the mixed batch")
     parser.add_argument("--timeout", type=float, default=2.0, help="reward_timeout_s")
     args = parser.parse_args()
@@ -164,8 +209,10 @@ def main() -> None:
     settings = RewardSettings(reward_timeout_s=args.timeout)
     kinds = ["math", "detection", "count", "ocr", "docparse", "json", "plan", "tool", "rewrite"]
     share = args.n // len(kinds) // GROUP * GROUP
-    print(f"machine: {os.cpu_count()} cores; mixed batch of {share * len(kinds)} completions "
-          f"({share} per verifier), groups of {GROUP}")
+    print(
+        f"machine: {os.cpu_count()} cores; mixed batch of {share * len(kinds)} completions "
+        f"({share} per verifier), groups of {GROUP}"
+    )
     print(f"{'verifier':<10} {'completions/s':>14}")
     cases = {}
     for kind in kinds:
@@ -184,8 +231,13 @@ def main() -> None:
     texts = [t for c in cases.values() for t in c[2]]
     order = list(range(len(texts)))
     rng.shuffle(order)
-    mixed = throughput(records, [keys[i] for i in order], [texts[i] for i in order], settings,
-                       warm_up=math_cases(random.Random(99), 256, source="warm_up"))
+    mixed = throughput(
+        records,
+        [keys[i] for i in order],
+        [texts[i] for i in order],
+        settings,
+        warm_up=math_cases(random.Random(99), 256, source="warm_up"),
+    )
     print(f"{'mixed':<10} {mixed:>14,.0f}")
 
     # --- math: ours against TRL's accuracy_reward on the same completions
@@ -196,15 +248,28 @@ def main() -> None:
     trl_rate = 0.0
     for _ in range(3):  # best of three, as for ours
         start = time.perf_counter()
-        accuracy_reward([[{"role": "assistant", "content": t}] for t in math_texts],
-                        [gold_by_key[k] for k in math_keys])
+        accuracy_reward(
+            [[{"role": "assistant", "content": t}] for t in math_texts], [gold_by_key[k] for k in math_keys]
+        )
         trl_rate = max(trl_rate, len(math_texts) / (time.perf_counter() - start))
-    ours = throughput(math_records, math_keys, math_texts, settings, warm_up=math_cases(random.Random(99), 256, source="warm_up"))
-    print(f"\nmath, {len(math_texts)} completions: TRL accuracy_reward {trl_rate:,.0f}/s, orsta-trl {ours:,.0f}/s "
-          f"({ours / trl_rate:.1f}x)")
+    ours = throughput(
+        math_records,
+        math_keys,
+        math_texts,
+        settings,
+        warm_up=math_cases(random.Random(99), 256, source="warm_up"),
+    )
+    print(
+        f"\nmath, {len(math_texts)} completions: TRL accuracy_reward {trl_rate:,.0f}/s, orsta-trl {ours:,.0f}/s "
+        f"({ours / trl_rate:.1f}x)"
+    )
 
     # --- pathological inputs: each must come back as a timeout within the limit
-    bad = [r"\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}", r"\boxed{9^{9^{9^{9^{9}}}}}", r"\boxed{x^{5^{5^{5^{5}}}}}"]
+    bad = [
+        r"\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}",
+        r"\boxed{9^{9^{9^{9^{9}}}}}",
+        r"\boxed{x^{5^{5^{5^{5}}}}}",
+    ]
     p_records, p_keys, p_texts = math_cases(random.Random(2), 64)
     three = record("math_bad", "b0", {"verifier": "math", "ground_truth": "3"})
     p_keys = p_keys + [three.key] * len(bad) * 2
@@ -218,9 +283,11 @@ def main() -> None:
     finally:
         router.close()
     timeouts = sum(s.verdict.reason == "timeout" for s in scored)
-    print(f"pathological batch: {len(p_texts)} completions ({len(bad) * 2} pathological) in {wall:.2f}s; "
-          f"{timeouts} timed out; limit {args.timeout:.1f}s + 1s = {args.timeout + 1:.1f}s "
-          f"-> {'OK' if wall <= args.timeout + 1 else 'OVER'}")
+    print(
+        f"pathological batch: {len(p_texts)} completions ({len(bad) * 2} pathological) in {wall:.2f}s; "
+        f"{timeouts} timed out; limit {args.timeout:.1f}s + 1s = {args.timeout + 1:.1f}s "
+        f"-> {'OK' if wall <= args.timeout + 1 else 'OVER'}"
+    )
 
 
 if __name__ == "__main__":

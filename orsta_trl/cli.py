@@ -1,13 +1,13 @@
 """``orsta-trl``: thin subcommands over the library.
 
-    orsta-trl train RECIPE [--key value ...]     train with GRPO (same as orsta_trl/train.py)
-    orsta-trl make-tiny DIR [--text]             build a tiny random-weight Qwen2.5-VL (or Qwen2 text LM)
-    orsta-trl synth OUT --n N --seed S [--tasks detection ocr ...]
-    orsta-trl check-data PATH [PATH ...]         per-source summary, or every invalid record
-    orsta-trl check-recipe RECIPE [...]          validate recipes without loading weights
-    orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
-    orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
-    orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
+orsta-trl train RECIPE [--key value ...]     train with GRPO (same as orsta_trl/train.py)
+orsta-trl make-tiny DIR [--text]             build a tiny random-weight Qwen2.5-VL (or Qwen2 text LM)
+orsta-trl synth OUT --n N --seed S [--tasks detection ocr ...]
+orsta-trl check-data PATH [PATH ...]         per-source summary, or every invalid record
+orsta-trl check-recipe RECIPE [...]          validate recipes without loading weights
+orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
+orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
+orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
 """
 
 from __future__ import annotations
@@ -54,8 +54,10 @@ def _check_data(args) -> int:
     for source in sorted(by_source):
         group = by_source[source]
         verifiers = Counter(r.reward.verifier.name for r in group)
-        print(f"{source:<24} {len(group):>8} {sum(len(r.images) for r in group):>7}  "
-              + ", ".join(f"{k}={v}" for k, v in sorted(verifiers.items())))
+        print(
+            f"{source:<24} {len(group):>8} {sum(len(r.images) for r in group):>7}  "
+            + ", ".join(f"{k}={v}" for k, v in sorted(verifiers.items()))
+        )
     print(f"{len(records)} valid record(s) in {len(by_source)} source(s)")
     return 0
 
@@ -71,7 +73,9 @@ def _check_recipe(args) -> int:
             print(f"FAIL {exc}", file=sys.stderr)
             failed += 1
             continue
-        print(f"ok   {path}: model {recipe.model.model_name_or_path}, {len(recipe.orsta.train_files)} train file(s)")
+        print(
+            f"ok   {path}: model {recipe.model.model_name_or_path}, {len(recipe.orsta.train_files)} train file(s)"
+        )
     return 1 if failed else 0
 
 
@@ -79,8 +83,9 @@ def _score(args) -> int:
     from orsta_trl.score import score_files, summary_table
 
     try:
-        rows = score_files(args.records, args.completions, args.output, progress=args.progress,
-                           recipe_path=args.recipe)
+        rows = score_files(
+            args.records, args.completions, args.output, progress=args.progress, recipe_path=args.recipe
+        )
     except (KeyError, ValueError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
@@ -94,9 +99,15 @@ def _eval(args) -> int:
     from orsta_trl.evaluation import eval_table, evaluate_checkpoint
 
     try:
-        report = evaluate_checkpoint(args.checkpoint, args.data, output=args.output,
-                                     max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                     iou_threshold=args.iou_threshold, recipe_path=args.recipe)
+        report = evaluate_checkpoint(
+            args.checkpoint,
+            args.data,
+            output=args.output,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            iou_threshold=args.iou_threshold,
+            recipe_path=args.recipe,
+        )
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -148,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("records")
     p.add_argument("completions")
     p.add_argument("-o", "--output", required=True)
-    p.add_argument("--progress", type=float, default=1.0, help="training progress for dynamic thresholds (0..1)")
+    p.add_argument(
+        "--progress", type=float, default=1.0, help="training progress for dynamic thresholds (0..1)"
+    )
     p.add_argument("--recipe", default=None, help="take pixel bounds and the IoU schedule from this recipe")
     p.set_defaults(func=_score)
 

@@ -50,8 +50,15 @@ def _load_images(record: Record):
 
 
 @torch.no_grad()
-def greedy_completions(model, processing_class, records: list[Record], *, max_new_tokens: int,
-                       batch_size: int = 8, show_progress: bool = False) -> list[Generated]:
+def greedy_completions(
+    model,
+    processing_class,
+    records: list[Record],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    show_progress: bool = False,
+) -> list[Generated]:
     """One greedy completion per record (left-padded batches, placeholder tokens suppressed)."""
     from tqdm.auto import tqdm
 
@@ -59,31 +66,49 @@ def greedy_completions(model, processing_class, records: list[Record], *, max_ne
     vision = tokenizer is not processing_class
     eos_ids = model.generation_config.eos_token_id
     eos_ids = set([eos_ids] if isinstance(eos_ids, int) else (eos_ids or [tokenizer.eos_token_id]))
-    suppress = [i for i in (tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDERS)
-                if i is not None and i != tokenizer.unk_token_id]
+    suppress = [
+        i
+        for i in (tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDERS)
+        if i is not None and i != tokenizer.unk_token_id
+    ]
     was_training = model.training
     model.eval()
     out: list[Generated] = []
     batches = range(0, len(records), batch_size)
     for start in tqdm(batches, desc="evaluating", disable=not show_progress):
-        batch = records[start:start + batch_size]
+        batch = records[start : start + batch_size]
         conversations = []
         for record in batch:
             messages = prompt_messages(record, vision=vision)
             if vision and record.images:
                 images = iter(_load_images(record))
-                messages = [{**m, "content": [({"type": "image", "image": next(images)} if p["type"] == "image"
-                                               else p) for p in m["content"]]} for m in messages]
+                messages = [
+                    {
+                        **m,
+                        "content": [
+                            ({"type": "image", "image": next(images)} if p["type"] == "image" else p)
+                            for p in m["content"]
+                        ],
+                    }
+                    for m in messages
+                ]
             conversations.append(messages)
         call = {"padding": True, "return_tensors": "pt"}
         kwargs = {"processor_kwargs": call} if vision else call
         inputs = processing_class.apply_chat_template(
             conversations, add_generation_prompt=True, tokenize=True, return_dict=True, **kwargs
         ).to(model.device)
-        generated = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
-                                   pad_token_id=tokenizer.pad_token_id, suppress_tokens=suppress or None,
-                                   temperature=None, top_p=None, top_k=None)
-        completion_ids = generated[:, inputs["input_ids"].shape[1]:].tolist()
+        generated = model.generate(
+            **inputs,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            suppress_tokens=suppress or None,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+        completion_ids = generated[:, inputs["input_ids"].shape[1] :].tolist()
         for ids in completion_ids:
             end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
             kept = ids if end is None else ids[: end + 1]
@@ -93,20 +118,37 @@ def greedy_completions(model, processing_class, records: list[Record], *, max_ne
     return out
 
 
-def score_generated(router: RewardRouter, records: list[Record], generated: list[Generated],
-                    iou_override="average", split: str | None = None) -> list[SampleRow]:
+def score_generated(
+    router: RewardRouter,
+    records: list[Record],
+    generated: list[Generated],
+    iou_override="average",
+    split: str | None = None,
+) -> list[SampleRow]:
     """Score greedy completions with the fixed IoU setting; one row per record (added to ``router`` as ``split``)."""
     keys = [router.key(r, split) for r in records]
     scored = router.score(keys, [g.text for g in generated], 1.0, iou_override=iou_override)
     return [
-        SampleRow(s.data_source, s.id, s.reward, s.verdict.accuracy, s.verdict.format, dict(s.verdict.parts),
-                  s.verdict.reason, g.length, g.truncated, g.text, (s.data_source, s.id))
+        SampleRow(
+            s.data_source,
+            s.id,
+            s.reward,
+            s.verdict.accuracy,
+            s.verdict.format,
+            dict(s.verdict.parts),
+            s.verdict.reason,
+            g.length,
+            g.truncated,
+            g.text,
+            (s.data_source, s.id),
+        )
         for s, g in zip(scored, generated, strict=True)
     ]
 
 
-def eval_metrics(rows: list[SampleRow], correct_threshold: float = 1.0,
-                 reflection_words=DEFAULT_REFLECTION_WORDS) -> dict[str, float]:
+def eval_metrics(
+    rows: list[SampleRow], correct_threshold: float = 1.0, reflection_words=DEFAULT_REFLECTION_WORDS
+) -> dict[str, float]:
     """``{"eval/<data_source>/<metric>": value}`` over all rows (gathered from every rank).
 
     ``groups/zero_spread`` is left out: with one greedy completion per prompt every group is trivially flat.
@@ -128,7 +170,9 @@ def per_source_subset(records: list[Record], limit: int) -> list[Record]:
     return kept
 
 
-def coco_map(records: list[Record], rows: list[SampleRow], router: RewardRouter) -> dict[str, dict[str, float]]:
+def coco_map(
+    records: list[Record], rows: list[SampleRow], router: RewardRouter
+) -> dict[str, dict[str, float]]:
     """Dataset-level COCO mAP / AP50 / AP75 per detection source (pycocotools; every box scored 1.0)."""
     import contextlib
     import io
@@ -153,8 +197,16 @@ def coco_map(records: list[Record], rows: list[SampleRow], router: RewardRouter)
             for box, label in zip(gold.boxes.tolist(), gold.labels, strict=True):
                 cat = categories.setdefault(label.strip().lower(), len(categories) + 1)
                 w, h = box[2] - box[0], box[3] - box[1]
-                annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": cat,
-                                    "bbox": [box[0], box[1], w, h], "area": w * h, "iscrowd": 0})
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": cat,
+                        "bbox": [box[0], box[1], w, h],
+                        "area": w * h,
+                        "iscrowd": 0,
+                    }
+                )
             found = predicted_boxes(row.text, record.reward.params, router.context(record, 1.0))
             if isinstance(found, str):
                 continue
@@ -162,14 +214,23 @@ def coco_map(records: list[Record], rows: list[SampleRow], router: RewardRouter)
             for box, label in zip(coords.tolist(), labels, strict=True):
                 cat = categories.get(str(label).strip().lower())
                 if cat is not None:
-                    detections.append({"image_id": image_id, "category_id": cat, "score": 1.0,
-                                       "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
+                    detections.append(
+                        {
+                            "image_id": image_id,
+                            "category_id": cat,
+                            "score": 1.0,
+                            "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                        }
+                    )
         if not annotations:
             continue
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO()
-            gt.dataset = {"images": images, "annotations": annotations,
-                          "categories": [{"id": i, "name": n} for n, i in categories.items()]}
+            gt.dataset = {
+                "images": images,
+                "annotations": annotations,
+                "categories": [{"id": i, "name": n} for n, i in categories.items()],
+            }
             gt.createIndex()
             if detections:
                 dt = gt.loadRes(detections)
@@ -178,8 +239,11 @@ def coco_map(records: list[Record], rows: list[SampleRow], router: RewardRouter)
                 evaluator.accumulate()
                 evaluator.summarize()
                 stats = evaluator.stats
-                results[source] = {"map": max(0.0, stats[0]), "map50": max(0.0, stats[1]),
-                                   "map75": max(0.0, stats[2])}
+                results[source] = {
+                    "map": max(0.0, stats[0]),
+                    "map50": max(0.0, stats[1]),
+                    "map75": max(0.0, stats[2]),
+                }
             else:
                 results[source] = {"map": 0.0, "map50": 0.0, "map75": 0.0}
     return results
@@ -203,9 +267,16 @@ def load_for_eval(checkpoint: str, *, min_pixels: int, max_pixels: int, dtype: s
     return model, processor
 
 
-def evaluate_checkpoint(checkpoint: str, data: list[str], *, output: str | None = None,
-                        max_new_tokens: int = 256, batch_size: int = 8, iou_threshold="average",
-                        recipe_path: str | None = None) -> dict:
+def evaluate_checkpoint(
+    checkpoint: str,
+    data: list[str],
+    *,
+    output: str | None = None,
+    max_new_tokens: int = 256,
+    batch_size: int = 8,
+    iou_threshold="average",
+    recipe_path: str | None = None,
+) -> dict:
     """``orsta-trl eval``: greedy completions of a saved model on a dataset; a JSON report."""
     from orsta_trl.data.records import load_records
     from orsta_trl.recipe import orsta_config_from
@@ -215,15 +286,35 @@ def evaluate_checkpoint(checkpoint: str, data: list[str], *, output: str | None 
     router = RewardRouter.from_records(records, orsta.reward_settings())
     model, processor = load_for_eval(checkpoint, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels)
     try:
-        generated = greedy_completions(model, processor, records, max_new_tokens=max_new_tokens,
-                                       batch_size=batch_size, show_progress=True)
+        generated = greedy_completions(
+            model,
+            processor,
+            records,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            show_progress=True,
+        )
         rows = score_generated(router, records, generated, iou_override=iou_threshold)
     finally:
         router.close()
-    report = {"checkpoint": str(checkpoint), "data": [str(d) for d in data], "iou_threshold": iou_threshold,
-              "metrics": eval_metrics(rows), "coco": coco_map(records, rows, router),
-              "completions": [{"id": r.id, "data_source": r.data_source, "completion": r.text, "reward": r.reward,
-                               "accuracy": r.accuracy, "reason": r.reason} for r in rows]}
+    report = {
+        "checkpoint": str(checkpoint),
+        "data": [str(d) for d in data],
+        "iou_threshold": iou_threshold,
+        "metrics": eval_metrics(rows),
+        "coco": coco_map(records, rows, router),
+        "completions": [
+            {
+                "id": r.id,
+                "data_source": r.data_source,
+                "completion": r.text,
+                "reward": r.reward,
+                "accuracy": r.accuracy,
+                "reason": r.reason,
+            }
+            for r in rows
+        ],
+    }
     if output:
         Path(output).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     return report
@@ -235,8 +326,10 @@ def eval_table(report: dict) -> str:
     for tag, value in report["metrics"].items():
         source, metric = split_tag(tag.split("/", 1)[1])
         sources[source][metric] = value
-    header = (f"{'data_source':<24} {'reward':>7} {'accuracy':>9} {'format':>7} {'length':>7} "
-              f"{'trunc':>6} {'mAP':>6} {'AP50':>6}")
+    header = (
+        f"{'data_source':<24} {'reward':>7} {'accuracy':>9} {'format':>7} {'length':>7} "
+        f"{'trunc':>6} {'mAP':>6} {'AP50':>6}"
+    )
     lines = [header, "-" * len(header)]
     for source in sorted(sources):
         m, coco = sources[source], report["coco"].get(source, {})
@@ -244,7 +337,9 @@ def eval_table(report: dict) -> str:
         def cell(value, width=7, digits=3):
             return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
-        lines.append(f"{source:<24} {cell(m.get('reward'))} {cell(m.get('accuracy'), 9)} {cell(m.get('format'))} "
-                     f"{cell(m.get('length/mean'), 7, 1)} {cell(m.get('truncated/ratio'), 6, 2)} "
-                     f"{cell(coco.get('map'), 6)} {cell(coco.get('map50'), 6)}")
+        lines.append(
+            f"{source:<24} {cell(m.get('reward'))} {cell(m.get('accuracy'), 9)} {cell(m.get('format'))} "
+            f"{cell(m.get('length/mean'), 7, 1)} {cell(m.get('truncated/ratio'), 6, 2)} "
+            f"{cell(coco.get('map'), 6)} {cell(coco.get('map50'), 6)}"
+        )
     return "\n".join(lines)

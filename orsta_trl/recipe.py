@@ -32,54 +32,106 @@ class OrstaConfig:
     Monitoring: ``dump_completions``, ``dump_format``, ``correct_threshold``, ``reflection_words``.
     """
 
-    train_files: list[str] = field(default_factory=list, metadata={
-        "help": "Dataset files in the record contract (JSONL or Parquet) or hub dataset names ('org/name[:split]')."})
-    freeze_vision: bool = field(default=True, metadata={
-        "help": "Freeze the vision tower (V-Triune trains with a frozen ViT)."})
-    freeze_merger: bool = field(default=True, metadata={
-        "help": "Also freeze the vision-language merger (ignored when freeze_vision is false)."})
-    min_pixels: int = field(default=DEFAULT_MIN_PIXELS, metadata={
-        "help": "Smallest image area after the processor's resize. The one source of truth for the trainer's "
-                "processor, the processor config that colocated vLLM reads, and box rescaling."})
+    train_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Dataset files in the record contract (JSONL or Parquet) or hub dataset names ('org/name[:split]')."
+        },
+    )
+    freeze_vision: bool = field(
+        default=True, metadata={"help": "Freeze the vision tower (V-Triune trains with a frozen ViT)."}
+    )
+    freeze_merger: bool = field(
+        default=True,
+        metadata={"help": "Also freeze the vision-language merger (ignored when freeze_vision is false)."},
+    )
+    min_pixels: int = field(
+        default=DEFAULT_MIN_PIXELS,
+        metadata={
+            "help": "Smallest image area after the processor's resize. The one source of truth for the trainer's "
+            "processor, the processor config that colocated vLLM reads, and box rescaling."
+        },
+    )
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "Largest image area after resize."})
-    max_prompt_length: int = field(default=4096, metadata={
-        "help": "Prompts longer than this many tokens (image tokens included) are dropped before training."})
-    iou_schedule: list = field(default_factory=lambda: [list(p) for p in DEFAULT_IOU_SCHEDULE], metadata={
-        "help": "Dynamic IoU threshold: pairs [progress_from, threshold], progress = global step / max steps."})
-    reward_timeout_s: float = field(default=2.0, metadata={
-        "help": "Hard per-completion time limit for verifiers that run in worker processes (math, tool)."})
-    reward_workers: int = field(default=0, metadata={
-        "help": "Warm reward worker processes per rank (0: one per usable core)."})
-    rewrite_embedder: str | None = field(default=None, metadata={
-        "help": "Sentence-embedding model of the 'rewrite' verifier (a hub name, a folder, or a package that "
-                "ships one)."})
-    eval_datasets: list[str] = field(default_factory=list, metadata={
-        "help": "Held-out files evaluated greedily before training and every eval_steps (eval/<source>/<metric>)."})
-    eval_iou_threshold: float | str = field(default="average", metadata={
-        "help": "Fixed IoU setting of evaluation (a number or 'average'); never the training schedule."})
-    eval_max_samples: int = field(default=0, metadata={
-        "help": "Evaluate at most this many records of each data_source (0: all)."})
-    dump_completions: float = field(default=0.0, metadata={
-        "help": "Share of completions written per step to output_dir/completions/ (0: none, 1: all)."})
+    max_prompt_length: int = field(
+        default=4096,
+        metadata={
+            "help": "Prompts longer than this many tokens (image tokens included) are dropped before training."
+        },
+    )
+    iou_schedule: list = field(
+        default_factory=lambda: [list(p) for p in DEFAULT_IOU_SCHEDULE],
+        metadata={
+            "help": "Dynamic IoU threshold: pairs [progress_from, threshold], progress = global step / max steps."
+        },
+    )
+    reward_timeout_s: float = field(
+        default=2.0,
+        metadata={
+            "help": "Hard per-completion time limit for verifiers that run in worker processes (math, tool)."
+        },
+    )
+    reward_workers: int = field(
+        default=0, metadata={"help": "Warm reward worker processes per rank (0: one per usable core)."}
+    )
+    rewrite_embedder: str | None = field(
+        default=None,
+        metadata={
+            "help": "Sentence-embedding model of the 'rewrite' verifier (a hub name, a folder, or a package that "
+            "ships one)."
+        },
+    )
+    eval_datasets: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Held-out files evaluated greedily before training and every eval_steps (eval/<source>/<metric>)."
+        },
+    )
+    eval_iou_threshold: float | str = field(
+        default="average",
+        metadata={
+            "help": "Fixed IoU setting of evaluation (a number or 'average'); never the training schedule."
+        },
+    )
+    eval_max_samples: int = field(
+        default=0, metadata={"help": "Evaluate at most this many records of each data_source (0: all)."}
+    )
+    dump_completions: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of completions written per step to output_dir/completions/ (0: none, 1: all)."
+        },
+    )
     dump_format: str = field(default="jsonl", metadata={"help": "'jsonl' or 'parquet'."})
-    correct_threshold: float = field(default=1.0, metadata={
-        "help": "A completion counts as correct when its accuracy is at least this (monitoring splits)."})
-    reflection_words: list[str] | None = field(default=None, metadata={
-        "help": "Reflection words matched as lowercase substrings (default: V-Triune's list)."})
+    correct_threshold: float = field(
+        default=1.0,
+        metadata={
+            "help": "A completion counts as correct when its accuracy is at least this (monitoring splits)."
+        },
+    )
+    reflection_words: list[str] | None = field(
+        default=None,
+        metadata={"help": "Reflection words matched as lowercase substrings (default: V-Triune's list)."},
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
             self.train_files = [self.train_files]
         if self.min_pixels <= 0 or self.max_pixels < self.min_pixels:
-            raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels} and {self.max_pixels}")
+            raise ValueError(
+                f"need 0 < min_pixels <= max_pixels, got {self.min_pixels} and {self.max_pixels}"
+            )
         if self.reward_timeout_s <= 0:
             raise ValueError(f"reward_timeout_s must be > 0, got {self.reward_timeout_s}")
         if isinstance(self.eval_datasets, str):
             self.eval_datasets = [self.eval_datasets]
-        if not (self.eval_iou_threshold == "average" or (
-                isinstance(self.eval_iou_threshold, int | float) and 0 < self.eval_iou_threshold <= 1)):
-            raise ValueError(f"eval_iou_threshold must be 'average' or a number in (0, 1], "
-                             f"got {self.eval_iou_threshold!r}")
+        if not (
+            self.eval_iou_threshold == "average"
+            or (isinstance(self.eval_iou_threshold, int | float) and 0 < self.eval_iou_threshold <= 1)
+        ):
+            raise ValueError(
+                f"eval_iou_threshold must be 'average' or a number in (0, 1], got {self.eval_iou_threshold!r}"
+            )
         if not 0.0 <= self.dump_completions <= 1.0:
             raise ValueError(f"dump_completions is a share in [0, 1], got {self.dump_completions}")
         if self.dump_format not in ("jsonl", "parquet"):
@@ -91,8 +143,14 @@ class OrstaConfig:
     def reward_settings(self):
         from orsta_trl.verifiers.router import RewardSettings
 
-        return RewardSettings(self.min_pixels, self.max_pixels, tuple(tuple(p) for p in self.iou_schedule),
-                              self.reward_timeout_s, self.reward_workers, self.rewrite_embedder)
+        return RewardSettings(
+            self.min_pixels,
+            self.max_pixels,
+            tuple(tuple(p) for p in self.iou_schedule),
+            self.reward_timeout_s,
+            self.reward_workers,
+            self.rewrite_embedder,
+        )
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:
@@ -148,7 +206,9 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | dict | None = None, *, check: bool = False) -> Recipe:
+def load_recipe(
+    path: str | Path | None, overrides: list[str] | dict | None = None, *, check: bool = False
+) -> Recipe:
     """Read a YAML recipe (or none), apply ``--key value`` overrides, and build the three configs."""
     values: dict[str, Any] = {}
     if path is not None:

@@ -31,7 +31,9 @@ def read_completions(path: str | Path) -> list[dict]:
     return rows
 
 
-def score_files(records_path, completions_path, out_path, *, progress: float = 1.0, recipe_path=None) -> list[dict]:
+def score_files(
+    records_path, completions_path, out_path, *, progress: float = 1.0, recipe_path=None
+) -> list[dict]:
     """Score every completion line; write OUT; return the output rows."""
     from orsta_trl.data.records import load_records
     from orsta_trl.recipe import orsta_config_from
@@ -46,8 +48,10 @@ def score_files(records_path, completions_path, out_path, *, progress: float = 1
     keys = [(str(r["data_source"]), str(r["id"])) for r in rows]
     for number, key in enumerate(keys, start=1):
         if key not in router.records:
-            raise KeyError(f"{completions_path}:{number}: no record with data_source={key[0]!r} and id={key[1]!r} "
-                           f"in {records_path}")
+            raise KeyError(
+                f"{completions_path}:{number}: no record with data_source={key[0]!r} and id={key[1]!r} "
+                f"in {records_path}"
+            )
     try:
         scored = router.score(keys, [r["completion"] for r in rows], progress)
     finally:

@@ -14,13 +14,15 @@ import os
 import sys
 from pathlib import Path
 
-if __name__ == "__main__" and not __package__:  # run as a file by accelerate: import the package, not siblings
+if (
+    __name__ == "__main__" and not __package__
+):  # run as a file by accelerate: import the package, not siblings
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
-def run(recipe) -> "OrstaRun":
+def run(recipe) -> OrstaRun:
     from orsta_trl.data.records import load_records
     from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
     from orsta_trl.evaluation import per_source_subset
@@ -46,16 +48,25 @@ def run(recipe) -> "OrstaRun":
     vision = is_vision_model(name)
     processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
     if vision and grpo.use_vllm and grpo.vllm_mode == "colocate":
-        name = str(model_view(name, processor, Path(grpo.output_dir) / "model_view", model_args.model_revision))
+        name = str(
+            model_view(name, processor, Path(grpo.output_dir) / "model_view", model_args.model_revision)
+        )
         _say(f"colocated vLLM reads the processor config from {name}")
-    model = load_model(name, vision=vision, dtype=model_args.dtype, attn_implementation=model_args.attn_implementation,
-                       revision=model_args.model_revision)
+    model = load_model(
+        name,
+        vision=vision,
+        dtype=model_args.dtype,
+        attn_implementation=model_args.attn_implementation,
+        revision=model_args.model_revision,
+    )
 
     # ---- rows: drop prompts that do not fit
     records, dropped = filter_long_prompts(records, processor, orsta.max_prompt_length)
     if dropped:
-        _say(f"dropped {sum(dropped.values())} prompt(s) longer than max_prompt_length={orsta.max_prompt_length}: "
-             + ", ".join(f"{s}={n}" for s, n in sorted(dropped.items())))
+        _say(
+            f"dropped {sum(dropped.values())} prompt(s) longer than max_prompt_length={orsta.max_prompt_length}: "
+            + ", ".join(f"{s}={n}" for s, n in sorted(dropped.items()))
+        )
     if not records:
         raise SystemExit("no record is left to train on")
     dataset = to_trl_dataset(records, vision=vision)

@@ -26,6 +26,7 @@ import time
 import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import GRPOTrainer
 
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
@@ -61,14 +62,25 @@ class OrstaGRPOTrainer(GRPOTrainer):
         words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
         sources = sorted({r.data_source for r in router.records.values()})
         self.source_monitor = SourceMonitor(sources, self.orsta.correct_threshold, words)
-        self.dumper = (CompletionDumper(self.args.output_dir, self.orsta.dump_completions, self.orsta.dump_format,
-                                        seed=self.args.seed) if self.orsta.dump_completions > 0 else None)
+        self.dumper = (
+            CompletionDumper(
+                self.args.output_dir, self.orsta.dump_completions, self.orsta.dump_format, seed=self.args.seed
+            )
+            if self.orsta.dump_completions > 0
+            else None
+        )
         self.monitor_seconds = 0.0
         if self.eval_records:
             self.add_callback(_SourceEvalCallback(self))
+        for printer in (ProgressCallback, PrinterCallback):  # hundreds of per-source tags: TensorBoard only
+            if any(isinstance(c, printer) for c in self.callback_handler.callbacks):
+                self.remove_callback(printer)
+                self.add_callback(_console(printer)())
 
     # ---- generation: no placeholder token reaches the training forward
-    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
         completion_ids, logprobs = super()._generate_single_turn(
             prompt_ids, images, multimodal_fields, num_generations, has_tool_images
         )
@@ -100,8 +112,10 @@ class OrstaGRPOTrainer(GRPOTrainer):
         gathered = gather_object(list(zip(rows, prompt_texts, strict=True)))
         step = self.state.global_step
         # TRL groups advantages by consecutive num_generations completions of the gathered batch
-        rows = [dataclasses.replace(row, group=(step, i // self.num_generations))
-                for i, (row, _) in enumerate(gathered)]
+        rows = [
+            dataclasses.replace(row, group=(step, i // self.num_generations))
+            for i, (row, _) in enumerate(gathered)
+        ]
         self.source_monitor.update(rows)
         self.summary.update(step, rows)
         if self.dumper is not None and self.accelerator.is_main_process:
@@ -122,14 +136,21 @@ class OrstaGRPOTrainer(GRPOTrainer):
         records = self.eval_records
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
         per_rank = -(-len(records) // world)
-        shard = records[rank * per_rank:(rank + 1) * per_rank]
+        shard = records[rank * per_rank : (rank + 1) * per_rank]
         padded = shard + [records[-1]] * (per_rank - len(shard))  # equal work on every rank (ZeRO-3 generate)
-        with unwrap_model_for_generation(self.model_wrapped, self.accelerator,
-                                         gather_deepspeed3_params=self.args.ds3_gather_for_generation) as model:
-            generated = greedy_completions(model, self.processing_class, padded,
-                                           max_new_tokens=self.max_completion_length,
-                                           batch_size=self.args.per_device_eval_batch_size)
-        rows = score_generated(self.router, shard, generated[:len(shard)], self.orsta.eval_iou_threshold, "eval")
+        with unwrap_model_for_generation(
+            self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
+        ) as model:
+            generated = greedy_completions(
+                model,
+                self.processing_class,
+                padded,
+                max_new_tokens=self.max_completion_length,
+                batch_size=self.args.per_device_eval_batch_size,
+            )
+        rows = score_generated(
+            self.router, shard, generated[: len(shard)], self.orsta.eval_iou_threshold, "eval"
+        )
         rows = gather_object(rows)
         words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
         return eval_metrics(rows, self.orsta.correct_threshold, words)
@@ -147,15 +168,54 @@ class _SourceEvalCallback(TrainerCallback):
         # with transformers' Trainer.log: GRPOTrainer.log would fold the pending training metrics in.
         logs = {f"eval_{tag.removeprefix('eval/')}": value for tag, value in metrics.items()}
         super(GRPOTrainer, self.trainer).log(logs)
+        if self.trainer.accelerator.is_main_process:
+            print(
+                f"\n[orsta-trl] evaluation at step {state.global_step}:\n{eval_summary(metrics)}", flush=True
+            )
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step == 0:
             self._run(state)
 
     def on_step_end(self, args, state, control, **kwargs):
-        every = args.eval_steps
-        if every and every >= 1 and state.global_step % int(every) == 0 or state.global_step == state.max_steps:
+        every = int(args.eval_steps) if args.eval_steps and args.eval_steps >= 1 else 0
+        if (every and state.global_step % every == 0) or state.global_step == state.max_steps:
+            should_log = control.should_log  # logging resets it, which would drop this step's training log
             self._run(state)
+            control.should_log = should_log
+
+
+def is_console_key(key: str) -> bool:
+    """Per-source keys go to TensorBoard only; the console keeps TRL's headline numbers."""
+    return not (key.startswith("source/") or (key.startswith("eval_") and "/" in key))
+
+
+def _console(printer: type) -> type:
+    """``printer`` (transformers' progress or printer callback) without the per-source keys."""
+
+    class Console(printer):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            shown = {k: v for k, v in (logs or {}).items() if is_console_key(k)}
+            if shown:
+                super().on_log(args, state, control, logs=shown, **kwargs)
+
+    Console.__name__ = f"Console{printer.__name__}"
+    return Console
+
+
+def eval_summary(metrics: dict[str, float]) -> str:
+    """One line per source: reward, accuracy, mean length (the console view of an evaluation)."""
+    from orsta_trl.monitor.source_metrics import split_tag
+
+    table: dict[str, dict[str, float]] = {}
+    for tag, value in metrics.items():
+        source, metric = split_tag(tag.removeprefix("eval/"))
+        table.setdefault(source, {})[metric] = value
+    return "\n".join(
+        f"  {source:<24} reward {m.get('reward', float('nan')):.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"
+        f"  length {m.get('length/mean', float('nan')):.1f}"
+        for source, m in sorted(table.items())
+    )
 
 
 def prompt_text(prompt) -> str:
@@ -168,7 +228,9 @@ def prompt_text(prompt) -> str:
         if isinstance(content, str):
             pieces.append(content)
         else:
-            pieces.extend(p.get("text") or "" for p in content or [] if isinstance(p, dict) and p.get("type") == "text")
+            pieces.extend(
+                p.get("text") or "" for p in content or [] if isinstance(p, dict) and p.get("type") == "text"
+            )
     return "\n".join(pieces)
 
 

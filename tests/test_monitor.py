@@ -22,14 +22,29 @@ from orsta_trl.verifiers.base import Verdict
 from orsta_trl.verifiers.router import Scored
 
 # math: m1/m2 share prompt group g1 (rewards 1.0, 0.5: spread), m3/m4 share g2 (1.0, 1.0: zero spread).
-M1 = SampleRow("math", "q1", 1.0, 1.0, 1.0, {}, None, 10, False, "Wait, let me recheck. The answer is 4.", "g1")
+M1 = SampleRow(
+    "math", "q1", 1.0, 1.0, 1.0, {}, None, 10, False, "Wait, let me recheck. The answer is 4.", "g1"
+)
 M2 = SampleRow("math", "q1", 0.5, 0.0, 1.0, {}, "no_answer", 20, True, "I think it is 5", "g1")
-M3 = SampleRow("math", "q2", 1.0, 1.0, 1.0, {}, None, 30, False, "Rechecked: yes, VERIFY done. wait wait", "g2")
+M3 = SampleRow(
+    "math", "q2", 1.0, 1.0, 1.0, {}, None, 30, False, "Rechecked: yes, VERIFY done. wait wait", "g2"
+)
 M4 = SampleRow("math", "q2", 1.0, 1.0, 0.0, {}, None, 40, False, "plain answer 7", "g2")
 # det: one group with equal rewards; accuracy 0.5 is incorrect at the default threshold 1.0.
 D1 = SampleRow("det", "i1", 0.6, 0.5, 1.0, {"iou": 0.5, "f1": 0.8}, None, 8, False, "Yet another box", "h1")
-D2 = SampleRow("det", "i1", 0.6, 0.5, 1.0, {"iou": 0.7, "f1": 0.4}, "unparsable_boxes", 12, True,
-               "re-check boxes re-check", "h1")
+D2 = SampleRow(
+    "det",
+    "i1",
+    0.6,
+    0.5,
+    1.0,
+    {"iou": 0.7, "f1": 0.4},
+    "unparsable_boxes",
+    12,
+    True,
+    "re-check boxes re-check",
+    "h1",
+)
 ROWS = [M1, M2, M3, M4, D1, D2]
 
 
@@ -40,22 +55,37 @@ def _counts(prefix: str, **nonzero: float) -> dict[str, float]:
 
 
 EXPECTED = {
-    "source/math/reward": 3.5 / 4, "source/math/accuracy": 0.75, "source/math/format": 0.75,
-    "source/math/reason/none": 0.75, "source/math/reason/no_answer": 0.25,
-    "source/math/length/mean": 25.0, "source/math/length/correct": 80 / 3, "source/math/length/incorrect": 20.0,
-    "source/math/truncated/ratio": 0.25, "source/math/truncated/correct": 0.0,
+    "source/math/reward": 3.5 / 4,
+    "source/math/accuracy": 0.75,
+    "source/math/format": 0.75,
+    "source/math/reason/none": 0.75,
+    "source/math/reason/no_answer": 0.25,
+    "source/math/length/mean": 25.0,
+    "source/math/length/correct": 80 / 3,
+    "source/math/length/incorrect": 20.0,
+    "source/math/truncated/ratio": 0.25,
+    "source/math/truncated/correct": 0.0,
     "source/math/truncated/incorrect": 1.0,
-    "source/math/reflection/ratio": 0.5, "source/math/reflection/ratio_correct": 2 / 3,
-    "source/math/reflection/ratio_incorrect": 0.0, "source/math/reflection/accuracy_reflective": 1.0,
+    "source/math/reflection/ratio": 0.5,
+    "source/math/reflection/ratio_correct": 2 / 3,
+    "source/math/reflection/ratio_incorrect": 0.0,
+    "source/math/reflection/accuracy_reflective": 1.0,
     "source/math/reflection/accuracy_nonreflective": 0.5,
     **_counts("source/math", recheck=2 / 4, wait=3 / 4, verify=1 / 4),
     "source/math/groups/zero_spread": 0.5,
-    "source/det/reward": 0.6, "source/det/accuracy": 0.5, "source/det/format": 1.0,
-    "source/det/part/iou": 0.6, "source/det/part/f1": 0.6,
-    "source/det/reason/none": 0.5, "source/det/reason/unparsable_boxes": 0.5,
-    "source/det/length/mean": 10.0, "source/det/length/incorrect": 10.0,
-    "source/det/truncated/ratio": 0.5, "source/det/truncated/incorrect": 0.5,
-    "source/det/reflection/ratio": 1.0, "source/det/reflection/ratio_incorrect": 1.0,
+    "source/det/reward": 0.6,
+    "source/det/accuracy": 0.5,
+    "source/det/format": 1.0,
+    "source/det/part/iou": 0.6,
+    "source/det/part/f1": 0.6,
+    "source/det/reason/none": 0.5,
+    "source/det/reason/unparsable_boxes": 0.5,
+    "source/det/length/mean": 10.0,
+    "source/det/length/incorrect": 10.0,
+    "source/det/truncated/ratio": 0.5,
+    "source/det/truncated/incorrect": 0.5,
+    "source/det/reflection/ratio": 1.0,
+    "source/det/reflection/ratio_incorrect": 1.0,
     "source/det/reflection/accuracy_reflective": 0.5,
     **_counts("source/det", yet=0.5, re_check=1.0),
     "source/det/groups/zero_spread": 1.0,
@@ -80,8 +110,12 @@ def test_absent_splits_and_unseen_sources_are_absent_not_zero():
     values = monitor.flush()
     assert not any(k.startswith("source/ocr/") for k in values)
     # nothing in det is correct at threshold 1.0, and nothing is non-reflective
-    for metric in ("length/correct", "truncated/correct", "reflection/ratio_correct",
-                   "reflection/accuracy_nonreflective"):
+    for metric in (
+        "length/correct",
+        "truncated/correct",
+        "reflection/ratio_correct",
+        "reflection/accuracy_nonreflective",
+    ):
         assert f"source/det/{metric}" not in values
     assert all(v == v for v in values.values())  # no NaN
     sums = compute_metrics(ROWS)
@@ -97,7 +131,9 @@ def test_correct_threshold_moves_the_split():
 
 
 def test_reflection_matching_is_case_insensitive_substring_counting():
-    row = SampleRow("s", "x", 0.0, 0.0, 0.0, text="WAIT. Wait... await: rechecked, Re-Think, check again!", group=1)
+    row = SampleRow(
+        "s", "x", 0.0, 0.0, 0.0, text="WAIT. Wait... await: rechecked, Re-Think, check again!", group=1
+    )
     values = finalize(compute_metrics([row]))
     assert values["source/s/reflection/count/wait"] == 3.0  # "WAIT", "Wait", "await"
     assert values["source/s/reflection/count/recheck"] == 1.0
@@ -153,13 +189,24 @@ def test_merge_property_on_random_batches():
         source = rng.choice(["a", "b", "c", "d/x"])
         for _ in range(4):
             acc = rng.choice([0.0, 0.5, 1.0])
-            rows.append(SampleRow(source, str(g), rng.choice([0.0, 1.0]), acc, rng.random(),
-                                  {"p": rng.random()} if source == "a" else {},
-                                  rng.choice([None, None, "no_answer", "timeout"]), rng.randint(1, 99),
-                                  rng.random() < 0.2, rng.choice(["wait", "ok", "verify yet"]), ("batch", g)))
+            rows.append(
+                SampleRow(
+                    source,
+                    str(g),
+                    rng.choice([0.0, 1.0]),
+                    acc,
+                    rng.random(),
+                    {"p": rng.random()} if source == "a" else {},
+                    rng.choice([None, None, "no_answer", "timeout"]),
+                    rng.randint(1, 99),
+                    rng.random() < 0.2,
+                    rng.choice(["wait", "ok", "verify yet"]),
+                    ("batch", g),
+                )
+            )
     ranks: list[list[SampleRow]] = [[], [], []]
     for g in range(40):  # whole groups per rank, ranks see different sources
-        ranks[rng.randrange(3)].extend(rows[4 * g:4 * g + 4])
+        ranks[rng.randrange(3)].extend(rows[4 * g : 4 * g + 4])
     merged = finalize(aggregate(compute_metrics(r) for r in ranks))
     whole = finalize(compute_metrics(rows))
     assert sorted(merged) == sorted(whole)
@@ -168,8 +215,10 @@ def test_merge_property_on_random_batches():
 
 
 def test_rows_from_scored_and_prefix():
-    scored = [Scored("math", "q1", "math", 0.75, Verdict(1.0, 0.0, {"x": 1}, None)),
-              Scored("math", "q1", "math", 0.0, Verdict(0.0, 0.0, {"x": 0}, "no_answer"))]
+    scored = [
+        Scored("math", "q1", "math", 0.75, Verdict(1.0, 0.0, {"x": 1}, None)),
+        Scored("math", "q1", "math", 0.0, Verdict(0.0, 0.0, {"x": 0}, "no_answer")),
+    ]
     rows = rows_from_scored(scored, [5, 7], [False, True], ["a", "b"], [("s", 0), ("s", 0)])
     assert rows[0] == SampleRow("math", "q1", 0.75, 1.0, 0.0, {"x": 1.0}, None, 5, False, "a", ("s", 0))
     assert rows[1].reason == "no_answer" and rows[1].truncated
@@ -206,11 +255,22 @@ def test_dump_round_trip(tmp_path, fmt):
     records = read_dump(path)
     assert [r["id"] for r in records] == [r.id for r in ROWS]
     assert records[4] == {
-        "step": 12, "id": "i1", "data_source": "det", "prompt": "prompt 4 ✓", "completion": "Yet another box",
-        "reward": 0.6, "accuracy": 0.5, "format": 1.0, "parts": {"iou": 0.5, "f1": 0.8}, "reason": None,
-        "length": 8, "truncated": False,
+        "step": 12,
+        "id": "i1",
+        "data_source": "det",
+        "prompt": "prompt 4 ✓",
+        "completion": "Yet another box",
+        "reward": 0.6,
+        "accuracy": 0.5,
+        "format": 1.0,
+        "parts": {"iou": 0.5, "f1": 0.8},
+        "reason": None,
+        "length": 8,
+        "truncated": False,
     }
-    assert records[0]["parts"] == {} and records[1]["reason"] == "no_answer" and records[1]["truncated"] is True
+    assert (
+        records[0]["parts"] == {} and records[1]["reason"] == "no_answer" and records[1]["truncated"] is True
+    )
     assert not list(path.parent.glob("*.tmp"))
 
 
@@ -219,7 +279,9 @@ def test_jsonl_dump_reads_as_score_input(tmp_path):
 
     path = CompletionDumper(tmp_path, 1.0).write(3, ROWS, PROMPTS)
     rows = read_completions(path)
-    assert [(r["data_source"], r["id"], r["completion"]) for r in rows] == [(r.data_source, r.id, r.text) for r in ROWS]
+    assert [(r["data_source"], r["id"], r["completion"]) for r in rows] == [
+        (r.data_source, r.id, r.text) for r in ROWS
+    ]
 
 
 def test_dump_fraction_is_deterministic_and_about_right(tmp_path):

@@ -57,7 +57,11 @@ def test_unknown_key_names_the_nearest(tmp_path):
 
 def test_overrides_and_types(tmp_path):
     assert parse_overrides(["--learning_rate", "2e-6", "--use_vllm", "false", "--max-steps=3", "--bf16"]) == {
-        "learning_rate": "2e-6", "use_vllm": False, "max_steps": 3, "bf16": True}
+        "learning_rate": "2e-6",
+        "use_vllm": False,
+        "max_steps": 3,
+        "bf16": True,
+    }
     recipe = load_recipe(REPO / "recipes/tiny_cpu.yaml", ["--learning_rate", "2e-6", "--max_steps", "7"])
     assert recipe.grpo.learning_rate == 2e-6 and recipe.grpo.max_steps == 7
     with pytest.raises(RecipeError, match="max_steps: expected int"):
@@ -71,11 +75,19 @@ def test_overrides_and_types(tmp_path):
 def test_entry_point_reports_a_bad_key(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model_name_or_path: m\ntrain_file: [x.jsonl]\n")
-    result = subprocess.run([sys.executable, str(REPO / "orsta_trl/train.py"), str(path)],
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "orsta_trl/train.py"), str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode != 0
     assert "did you mean 'train_files'" in result.stderr
-    check = subprocess.run([sys.executable, "-m", "orsta_trl.cli", "check-recipe", *map(str, RECIPES)],
-                           capture_output=True, text=True, cwd=REPO)
+    check = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "check-recipe", *map(str, RECIPES)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert check.returncode == 0, check.stderr
     assert check.stdout.count("ok ") == len(RECIPES)

@@ -11,7 +11,8 @@ import pytest
 from orsta_trl.data.records import DatasetError, load_records
 
 GOOD = {
-    "id": "a-1", "data_source": "toy_ocr",
+    "id": "a-1",
+    "data_source": "toy_ocr",
     "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Read it."}]}],
     "images": ["img.png"],
     "reward": {"verifier": "ocr", "ground_truth": "stop", "accuracy_weight": 1.0, "format_weight": 0.1},
@@ -41,8 +42,12 @@ def test_good_record_loads_with_image_size(folder):
 
 
 def test_text_only_record_normalises_string_content(folder):
-    row = {**GOOD, "images": [], "prompt": [{"role": "user", "content": "What is 2+2?"}],
-           "reward": {"verifier": "math", "ground_truth": "4"}}
+    row = {
+        **GOOD,
+        "images": [],
+        "prompt": [{"role": "user", "content": "What is 2+2?"}],
+        "reward": {"verifier": "math", "ground_truth": "4"},
+    }
     (record,) = load_records(write(folder, [row]))
     assert record.prompt == [{"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]}]
 
@@ -58,9 +63,15 @@ def test_text_only_record_normalises_string_content(folder):
         ({"prompt": [{"role": "robot", "content": "x"}]}, "prompt[0]"),
         ({"reward": {"verifier": "ocr"}}, "reward.ground_truth"),
         ({"reward": {"verifier": "orc", "ground_truth": "x"}}, "reward.verifier"),
-        ({"reward": {"verifier": "ocr", "ground_truth": "x", "params": {"mode": "fuzzy"}}}, "reward.params.mode"),
+        (
+            {"reward": {"verifier": "ocr", "ground_truth": "x", "params": {"mode": "fuzzy"}}},
+            "reward.params.mode",
+        ),
         ({"reward": {"verifier": "count", "ground_truth": "many"}}, "reward.ground_truth"),
-        ({"reward": {"verifier": "ocr", "ground_truth": "x", "accuracy_weight": 0}}, "reward.accuracy_weight"),
+        (
+            {"reward": {"verifier": "ocr", "ground_truth": "x", "accuracy_weight": 0}},
+            "reward.accuracy_weight",
+        ),
         ({"rewards": {}}, "rewards"),
     ],
 )
@@ -89,20 +100,26 @@ def test_parquet_with_json_reward_column(folder):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{**GOOD, "reward": json.dumps(GOOD["reward"])},
-            {**GOOD, "id": "a-2", "reward": json.dumps({"verifier": "count", "ground_truth": 3})}]
+    rows = [
+        {**GOOD, "reward": json.dumps(GOOD["reward"])},
+        {**GOOD, "id": "a-2", "reward": json.dumps({"verifier": "count", "ground_truth": 3})},
+    ]
     pq.write_table(pa.Table.from_pylist(rows), folder / "d.parquet")
     records = load_records(folder / "d.parquet")
     assert [r.reward.verifier.name for r in records] == ["ocr", "count"]
 
 
 def test_check_data_cli(folder, synth_data):
-    ok = subprocess.run([sys.executable, "-m", "orsta_trl.cli", "check-data", str(synth_data)],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "check-data", str(synth_data)], capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     assert "synth_detection" in ok.stdout and "detection=4" in ok.stdout
-    bad = write(folder, [GOOD, {**GOOD, "id": "z", "reward": {"verifier": "ocr", "ground_truth": "x", "oops": 1}}])
-    failed = subprocess.run([sys.executable, "-m", "orsta_trl.cli", "check-data", str(bad)],
-                            capture_output=True, text=True)
+    bad = write(
+        folder, [GOOD, {**GOOD, "id": "z", "reward": {"verifier": "ocr", "ground_truth": "x", "oops": 1}}]
+    )
+    failed = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "check-data", str(bad)], capture_output=True, text=True
+    )
     assert failed.returncode == 1
     assert "source 'toy_ocr', record 'z', field 'reward.oops'" in failed.stderr

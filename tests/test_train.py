@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -31,10 +30,18 @@ def sevens_dataset(folder: Path, n: int = 16) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (84, 56), "white").save(folder / "blank.png")
     rows = [
-        {"id": f"s{i}", "data_source": "sevens",
-         "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"Write sevens {i}"}]}],
-         "images": ["blank.png"],
-         "reward": {"verifier": "ocr", "ground_truth": "7" * 24, "params": {"mode": "ned"}}}
+        {
+            "id": f"s{i}",
+            "data_source": "sevens",
+            "prompt": [
+                {
+                    "role": "user",
+                    "content": [{"type": "image"}, {"type": "text", "text": f"Write sevens {i}"}],
+                }
+            ],
+            "images": ["blank.png"],
+            "reward": {"verifier": "ocr", "ground_truth": "7" * 24, "params": {"mode": "ned"}},
+        }
         for i in range(n)
     ]
     path = folder / "sevens.jsonl"
@@ -60,7 +67,8 @@ def ocr_ned_dataset(synth_data: Path, folder: Path) -> Path:
 
 def train_cli(args: list[str], cwd: Path, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    command = (launcher or [sys.executable]) + [str(REPO / "orsta_trl/train.py"), str(RECIPE), *args]
+    defaults = ["--eval_datasets", "[]", "--dump_completions", "0"]  # the demo's evaluation files are not here
+    command = (launcher or [sys.executable]) + [str(REPO / "orsta_trl/train.py"), str(RECIPE), *defaults, *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
@@ -83,8 +91,23 @@ def scalar_tags(run_dir: Path) -> dict[str, list[float]]:
 def test_two_steps_through_the_entry_point(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")
     out = tmp_path / "run"
-    result = train_cli(["--model_name_or_path", str(tiny_vl), "--train_files", f"[{data}]", "--output_dir", str(out),
-                        "--max_steps", "2", "--save_steps", "2", "--learning_rate", "1e-2"], cwd=tmp_path)
+    result = train_cli(
+        [
+            "--model_name_or_path",
+            str(tiny_vl),
+            "--train_files",
+            f"[{data}]",
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--learning_rate",
+            "1e-2",
+        ],
+        cwd=tmp_path,
+    )
     assert "trainable" in result.stdout and "vision tower" in result.stdout
     assert "per-source summary" in result.stdout and "synth_ocr" in result.stdout
 
@@ -106,11 +129,22 @@ def test_learnable_reward_rises(tiny_vl, tmp_path):
     from orsta_trl.train import run
 
     data = sevens_dataset(tmp_path / "data")
-    recipe = load_recipe(RECIPE, {
-        "model_name_or_path": str(tiny_vl), "train_files": [str(data)], "output_dir": str(tmp_path / "run"),
-        "max_steps": 40, "learning_rate": 1e-2, "max_completion_length": 12, "num_generations": 8,
-        "per_device_train_batch_size": 16, "save_strategy": "no", "report_to": [],
-    })
+    recipe = load_recipe(
+        RECIPE,
+        {
+            "model_name_or_path": str(tiny_vl),
+            "train_files": [str(data)],
+            "output_dir": str(tmp_path / "run"),
+            "max_steps": 40,
+            "learning_rate": 1e-2,
+            "max_completion_length": 12,
+            "num_generations": 8,
+            "per_device_train_batch_size": 16,
+            "save_strategy": "no",
+            "report_to": [],
+            "eval_datasets": [],
+        },
+    )
     result = run(recipe)
     rewards = [h["rewards/orsta/mean"] for h in result.trainer.state.log_history if "rewards/orsta/mean" in h]
     assert len(rewards) == 40
@@ -120,14 +154,32 @@ def test_learnable_reward_rises(tiny_vl, tmp_path):
 
 def test_resume_matches_an_uninterrupted_run(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")
-    common = ["--model_name_or_path", str(tiny_vl), "--train_files", f"[{data}]", "--learning_rate", "1e-2",
-              "--save_steps", "2", "--max_steps", "4", "--report_to", "[]", "--dump_completions", "1.0"]
+    common = [
+        "--model_name_or_path",
+        str(tiny_vl),
+        "--train_files",
+        f"[{data}]",
+        "--learning_rate",
+        "1e-2",
+        "--save_steps",
+        "2",
+        "--max_steps",
+        "4",
+        "--report_to",
+        "[]",
+        "--dump_completions",
+        "1.0",
+    ]
     train_cli([*common, "--output_dir", str(tmp_path / "full")], cwd=tmp_path)
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    shutil.copytree(tmp_path / "full" / "checkpoint-2", resumed / "checkpoint-2")  # as if stopped after step 2
-    train_cli([*common, "--output_dir", str(resumed), "--resume_from_checkpoint", str(resumed / "checkpoint-2")],
-              cwd=tmp_path)
+    shutil.copytree(
+        tmp_path / "full" / "checkpoint-2", resumed / "checkpoint-2"
+    )  # as if stopped after step 2
+    train_cli(
+        [*common, "--output_dir", str(resumed), "--resume_from_checkpoint", str(resumed / "checkpoint-2")],
+        cwd=tmp_path,
+    )
 
     def history(run):
         return json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
@@ -135,7 +187,9 @@ def test_resume_matches_an_uninterrupted_run(tiny_vl, synth_data, tmp_path):
     full_log, resumed_log = history(tmp_path / "full"), history(resumed)
     assert [h["step"] for h in resumed_log if "loss" in h] == [1, 2, 3, 4]
     # the schedule follows the restored step
-    assert [h.get("reward/iou_threshold") for h in resumed_log] == [h.get("reward/iou_threshold") for h in full_log]
+    assert [h.get("reward/iou_threshold") for h in resumed_log] == [
+        h.get("reward/iou_threshold") for h in full_log
+    ]
     # the data order is the same: the completion dumps name the records of every step
     for step in (3, 4):
         name = f"completions/step_{step:07d}.jsonl"
@@ -147,12 +201,39 @@ def test_resume_matches_an_uninterrupted_run(tiny_vl, synth_data, tmp_path):
 def test_two_processes_with_accelerate_launch(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")
     out = tmp_path / "ddp"
-    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                "--main_process_port", "29611"]
-    result = train_cli(["--model_name_or_path", str(tiny_vl), "--train_files", f"[{data}]", "--output_dir", str(out),
-                        "--max_steps", "2", "--save_strategy", "no", "--ddp_backend", "gloo"],
-                       cwd=tmp_path, launcher=launcher)
+    launcher = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29611",
+    ]
+    result = train_cli(
+        [
+            "--model_name_or_path",
+            str(tiny_vl),
+            "--train_files",
+            f"[{data}]",
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--save_strategy",
+            "no",
+            "--ddp_backend",
+            "gloo",
+        ],
+        cwd=tmp_path,
+        launcher=launcher,
+    )
     assert "2 process(es), MULTI_CPU" in result.stdout
     tags = scalar_tags(out)
     assert len(tags["train/rewards/orsta/mean"]) == 2

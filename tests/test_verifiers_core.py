@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pickle
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from math_verify import parse, verify
@@ -62,8 +62,17 @@ def test_math_format_none_and_bad_gold():
 
 @pytest.mark.parametrize(
     "gold, answer",
-    [("\\frac{1}{3}", "\\frac{1}{3}"), ("\\frac{1}{3}", "0.5"), ("2\\sqrt{2}", "\\sqrt{8}"), ("x^2+1", "1+x^2"),
-     ("12", "12.0"), ("\\pi", "3.14"), ("[1, 2]", "[1,2]"), ("10", "11"), ("\\{1,2\\}", "\\{2,1\\}")],
+    [
+        ("\\frac{1}{3}", "\\frac{1}{3}"),
+        ("\\frac{1}{3}", "0.5"),
+        ("2\\sqrt{2}", "\\sqrt{8}"),
+        ("x^2+1", "1+x^2"),
+        ("12", "12.0"),
+        ("\\pi", "3.14"),
+        ("[1, 2]", "[1,2]"),
+        ("10", "11"),
+        ("\\{1,2\\}", "\\{2,1\\}"),
+    ],
 )
 def test_math_agrees_with_direct_math_verify(gold, answer):
     direct = verify(parse(f"\\boxed{{{gold}}}"), parse(f"\\boxed{{{answer}}}"))
@@ -128,13 +137,9 @@ def test_verifiers_pickle_and_threads():
         p = clone.parse_params(params)
         g = pickle.loads(pickle.dumps(clone.prepare(gold, p)))
         expected = verifier.score(text, g, p, CTX)
-        results = []
-        threads = [threading.Thread(target=lambda: results.append(clone.score(text, g, p, CTX))) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert results == [expected] * 8
+        with ThreadPoolExecutor(max_workers=8) as threads:
+            results = list(threads.map(clone.score, [text] * 32, [g] * 32, [p] * 32, [CTX] * 32))
+        assert results == [expected] * 32
 
 
 def test_pool_kills_pathological_jobs_within_the_limit():
@@ -144,7 +149,10 @@ def test_pool_kills_pathological_jobs_within_the_limit():
     slow = [verifier.slow_job(PATHOLOGICAL + f" #{k}", gold, params, CTX) for k in range(3)]
     assert slow[0] == (gold, r"\dfrac{5^{5^{5^{5^5}}}-4}{3}")
     ordinary = [verifier.slow_job(rf"<answer>\boxed{{{i}/1}}</answer>", gold, params, CTX) for i in range(20)]
-    tasks = [Task("math", job) for job in [slow[0], (gold, "x^{5^{5^{5^{5}}}}"), (gold, "7^{7^{7^{7^{7}}}}")] + ordinary]
+    tasks = [
+        Task("math", job)
+        for job in [slow[0], (gold, "x^{5^{5^{5^{5}}}}"), (gold, "7^{7^{7^{7^{7}}}}")] + ordinary
+    ]
     pool = WorkerPool(timeout_s=1.0, workers=2)
     try:
         pool.map(tasks[3:5])  # start the workers
@@ -161,7 +169,13 @@ def test_pool_kills_pathological_jobs_within_the_limit():
 def test_router_scores_a_pathological_batch_within_the_limit():
     record = Record("m1", "toy_math", [], [], prepare_reward({"verifier": "math", "ground_truth": "3"}))
     router = RewardRouter.from_records([record], RewardSettings(reward_timeout_s=1.0))
-    texts = [PATHOLOGICAL, r"<answer>\boxed{6/2}</answer>", r"<answer>\boxed{3}</answer>", "nothing", PATHOLOGICAL]
+    texts = [
+        PATHOLOGICAL,
+        r"<answer>\boxed{6/2}</answer>",
+        r"<answer>\boxed{3}</answer>",
+        "nothing",
+        PATHOLOGICAL,
+    ]
     try:
         router.score([record.key] * 2, texts[1:3])  # start the pool
         start = time.perf_counter()
@@ -175,14 +189,24 @@ def test_router_scores_a_pathological_batch_within_the_limit():
 
 
 def test_reward_weighting_and_load_time_errors():
-    spec = prepare_reward({"verifier": "ocr", "ground_truth": "abcd", "accuracy_weight": 3.0, "format_weight": 1.0,
-                           "params": {"mode": "ned"}})
+    spec = prepare_reward(
+        {
+            "verifier": "ocr",
+            "ground_truth": "abcd",
+            "accuracy_weight": 3.0,
+            "format_weight": 1.0,
+            "params": {"mode": "ned"},
+        }
+    )
     verdict = spec.verifier.score("<answer>abce</answer>", spec.gold, spec.params, CTX)
     assert spec.combine(verdict) == pytest.approx((3 * 0.75 + 1 * 1.0) / 4)
     for bad, field in [
         ({"verifier": "maths", "ground_truth": "1"}, "reward.verifier"),
         ({"verifier": "math", "ground_truth": "1", "params": {"fmt": "none"}}, "reward.params.fmt"),
-        ({"verifier": "math", "ground_truth": "1", "accuracy_weight": 0, "format_weight": 0}, "reward.accuracy_weight"),
+        (
+            {"verifier": "math", "ground_truth": "1", "accuracy_weight": 0, "format_weight": 0},
+            "reward.accuracy_weight",
+        ),
         ({"verifier": "math", "ground_truth": "1", "accuracy_weight": -1}, "reward.accuracy_weight"),
         ({"verifier": "ocr", "ground_truth": "a", "extra_weights": {"edit": 1}}, "reward.extra_weights.edit"),
         ({"verifier": "math"}, "reward.ground_truth"),

@@ -35,10 +35,14 @@ ROLES = ("system", "user", "assistant", "tool")
 class RecordError(ValueError):
     """A record that breaks the contract: where it is, which record, which field, what is wrong."""
 
-    def __init__(self, location: str, data_source: str | None, record_id: str | None, field_name: str, message: str):
+    def __init__(
+        self, location: str, data_source: str | None, record_id: str | None, field_name: str, message: str
+    ):
         self.location, self.data_source, self.record_id = location, data_source, record_id
         self.field, self.message = field_name, message
-        super().__init__(f"{location}: source {data_source!r}, record {record_id!r}, field {field_name!r}: {message}")
+        super().__init__(
+            f"{location}: source {data_source!r}, record {record_id!r}, field {field_name!r}: {message}"
+        )
 
 
 class DatasetError(ValueError):
@@ -113,7 +117,9 @@ def iter_raw_records(path: str | Path) -> Iterator[tuple[str, Any]]:
 
         name, _, split = path_str.partition(":")
         if name.count("/") != 1:
-            raise FileNotFoundError(f"{path_str}: no such file, and not a hub dataset name like 'org/name[:split]'")
+            raise FileNotFoundError(
+                f"{path_str}: no such file, and not a hub dataset name like 'org/name[:split]'"
+            )
         for number, row in enumerate(datasets.load_dataset(name, split=split or "train")):
             yield f"{name}[{number}]", row
 
@@ -136,8 +142,15 @@ def load_records(paths, *, image_sizes: str = "all") -> list[Record]:
                 errors.append(exc)
                 continue
             if record.key in seen:
-                errors.append(RecordError(location, record.data_source, record.id, "id",
-                                          f"duplicate id within its data_source (first at {seen[record.key]})"))
+                errors.append(
+                    RecordError(
+                        location,
+                        record.data_source,
+                        record.id,
+                        "id",
+                        f"duplicate id within its data_source (first at {seen[record.key]})",
+                    )
+                )
                 continue
             seen[record.key] = location
             records.append(record)
@@ -172,7 +185,10 @@ def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str
         raise fail("images", "must be a list of image paths")
     placeholders = sum(1 for m in prompt for part in m["content"] if part.get("type") == "image")
     if placeholders != len(images):
-        raise fail("images", f"{len(images)} image(s) but {placeholders} {{'type': 'image'}} placeholder(s) in prompt")
+        raise fail(
+            "images",
+            f"{len(images)} image(s) but {placeholders} {{'type': 'image'}} placeholder(s) in prompt",
+        )
     paths = [str(p if (p := Path(i)).is_absolute() else (base_dir / p).resolve()) for i in images]
     reward_raw = raw.get("reward")
     if isinstance(reward_raw, str):
@@ -216,8 +232,10 @@ def prepare_reward(raw: Any) -> RewardSpec:
     extra = {}
     for name, value in _mapping(raw.get("extra_weights"), "reward.extra_weights").items():
         if name not in verifier.parts:
-            raise FieldError(f"reward.extra_weights.{name}",
-                             unknown_key_message(f"{verifier.name} part", name, verifier.parts or ["(none)"]))
+            raise FieldError(
+                f"reward.extra_weights.{name}",
+                unknown_key_message(f"{verifier.name} part", name, verifier.parts or ["(none)"]),
+            )
         extra[name] = _weight(value, f"reward.extra_weights.{name}")
     if acc_w + fmt_w + sum(extra.values()) <= 0:
         raise FieldError("reward.accuracy_weight", "all weights are zero: the reward would be undefined")
@@ -267,6 +285,8 @@ def _check_prompt(prompt: Any, fail) -> list[dict]:
             elif kind == "image":
                 parts.append({"type": "image"})
             else:
-                raise fail(f"prompt[{i}].content[{j}]", "must be {'type': 'text', 'text': ...} or {'type': 'image'}")
+                raise fail(
+                    f"prompt[{i}].content[{j}]", "must be {'type': 'text', 'text': ...} or {'type': 'image'}"
+                )
         messages.append({"role": message["role"], "content": parts})
     return messages

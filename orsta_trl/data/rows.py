@@ -28,11 +28,15 @@ def prompt_length(record: Record, processing_class) -> int:
     """Tokens of the templated prompt, image tokens included."""
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
     text = processing_class.apply_chat_template(
-        prompt_messages(record, vision=tokenizer is not processing_class), tokenize=False, add_generation_prompt=True
+        prompt_messages(record, vision=tokenizer is not processing_class),
+        tokenize=False,
+        add_generation_prompt=True,
     )
     length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
     for width, height in record.image_sizes:
-        length += image_token_count(processing_class, width, height) - 1  # the template wrote one pad per image
+        length += (
+            image_token_count(processing_class, width, height) - 1
+        )  # the template wrote one pad per image
     return length
 
 
@@ -51,14 +55,20 @@ def prompt_messages(record: Record, *, vision: bool) -> list[dict]:
     """The record's prompt for a processor (content parts) or a text tokenizer (plain strings)."""
     if vision:
         return record.prompt
-    return [{"role": m["role"], "content": "".join(p.get("text") or "" for p in m["content"])} for m in record.prompt]
+    return [
+        {"role": m["role"], "content": "".join(p.get("text") or "" for p in m["content"])}
+        for m in record.prompt
+    ]
 
 
 def to_trl_dataset(records: list[Record], *, vision: bool):
     """A ``datasets.Dataset`` with the columns GRPOTrainer and the router need."""
     import datasets
 
-    rows = [{"prompt": prompt_messages(r, vision=vision), "data_source": r.data_source, "id": r.id} for r in records]
+    rows = [
+        {"prompt": prompt_messages(r, vision=vision), "data_source": r.data_source, "id": r.id}
+        for r in records
+    ]
     with_images = vision and any(r.images for r in records)
     if with_images:
         for row, record in zip(rows, records, strict=True):

@@ -42,13 +42,20 @@ def set_pixel_bounds(processor, min_pixels: int, max_pixels: int):
     return processor
 
 
-def load_processor(model_name_or_path: str, *, min_pixels: int | None = None, max_pixels: int | None = None,
-                   vision: bool = True):
+def load_processor(
+    model_name_or_path: str,
+    *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    vision: bool = True,
+):
     """The processor (vision models) or tokenizer (text models), left-padded, with the recipe's pixel bounds."""
     from transformers import AutoProcessor, AutoTokenizer
 
     if vision:
-        processor = AutoProcessor.from_pretrained(model_name_or_path, padding_side="left", truncation_side="left")
+        processor = AutoProcessor.from_pretrained(
+            model_name_or_path, padding_side="left", truncation_side="left"
+        )
         if min_pixels is not None and max_pixels is not None:
             set_pixel_bounds(processor, min_pixels, max_pixels)
         enforce_left_padding(processor)
@@ -66,8 +73,14 @@ def enforce_left_padding(processing_class) -> None:
         processing_class.padding_side = "left"
 
 
-def load_model(model_name_or_path: str, *, vision: bool, dtype: str | None = None, attn_implementation=None,
-               revision: str | None = None):
+def load_model(
+    model_name_or_path: str,
+    *,
+    vision: bool,
+    dtype: str | None = None,
+    attn_implementation=None,
+    revision: str | None = None,
+):
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     kwargs = {"revision": revision}
@@ -92,7 +105,11 @@ def model_view(model_name_or_path: str, processor, out_dir: str | Path, revision
     view.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         link = view / item.name
-        if item.name in ("preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json"):
+        if item.name in (
+            "preprocessor_config.json",
+            "video_preprocessor_config.json",
+            "processor_config.json",
+        ):
             continue
         if not link.exists():
             os.symlink(item.resolve(), link)
@@ -143,6 +160,8 @@ def format_counts(counts: dict[str, int]) -> str:
     def m(n):
         return f"{n / 1e6:,.2f} M" if n < 1e9 else f"{n / 1e9:,.3f} B"
 
-    return (f"parameters: {m(counts['total'])} total, {m(counts['trainable'])} trainable, "
-            f"{m(counts['frozen'])} frozen (vision tower {m(counts['vision'])}, "
-            f"{m(counts['vision_trainable'])} of it trainable)")
+    return (
+        f"parameters: {m(counts['total'])} total, {m(counts['trainable'])} trainable, "
+        f"{m(counts['frozen'])} frozen (vision tower {m(counts['vision'])}, "
+        f"{m(counts['vision_trainable'])} of it trainable)"
+    )

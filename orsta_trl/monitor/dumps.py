@@ -25,8 +25,18 @@ import numpy as np
 from orsta_trl.monitor.source_metrics import SampleRow
 
 FIELDS: tuple[str, ...] = (
-    "step", "id", "data_source", "prompt", "completion", "reward", "accuracy", "format", "parts", "reason",
-    "length", "truncated",
+    "step",
+    "id",
+    "data_source",
+    "prompt",
+    "completion",
+    "reward",
+    "accuracy",
+    "format",
+    "parts",
+    "reason",
+    "length",
+    "truncated",
 )
 FORMATS = ("jsonl", "parquet")
 
@@ -45,10 +55,18 @@ def sample_indices(n: int, fraction: float, seed: int, step: int) -> list[int]:
 
 def to_record(step: int, row: SampleRow, prompt: str) -> dict:
     return {
-        "step": int(step), "id": row.id, "data_source": row.data_source, "prompt": prompt,
-        "completion": row.text, "reward": float(row.reward), "accuracy": float(row.accuracy),
-        "format": float(row.format), "parts": {k: float(v) for k, v in row.parts.items()},
-        "reason": row.reason, "length": int(row.length), "truncated": bool(row.truncated),
+        "step": int(step),
+        "id": row.id,
+        "data_source": row.data_source,
+        "prompt": prompt,
+        "completion": row.text,
+        "reward": float(row.reward),
+        "accuracy": float(row.accuracy),
+        "format": float(row.format),
+        "parts": {k: float(v) for k, v in row.parts.items()},
+        "reason": row.reason,
+        "length": int(row.length),
+        "truncated": bool(row.truncated),
     }
 
 
@@ -92,12 +110,22 @@ class CompletionDumper:
 def _schema():
     import pyarrow as pa
 
-    return pa.schema([
-        ("step", pa.int64()), ("id", pa.string()), ("data_source", pa.string()), ("prompt", pa.string()),
-        ("completion", pa.string()), ("reward", pa.float64()), ("accuracy", pa.float64()),
-        ("format", pa.float64()), ("parts", pa.map_(pa.string(), pa.float64())), ("reason", pa.string()),
-        ("length", pa.int64()), ("truncated", pa.bool_()),
-    ])
+    return pa.schema(
+        [
+            ("step", pa.int64()),
+            ("id", pa.string()),
+            ("data_source", pa.string()),
+            ("prompt", pa.string()),
+            ("completion", pa.string()),
+            ("reward", pa.float64()),
+            ("accuracy", pa.float64()),
+            ("format", pa.float64()),
+            ("parts", pa.map_(pa.string(), pa.float64())),
+            ("reason", pa.string()),
+            ("length", pa.int64()),
+            ("truncated", pa.bool_()),
+        ]
+    )
 
 
 def _write_parquet(path: Path, records: list[dict]) -> None:

@@ -26,8 +26,13 @@ from orsta_trl.monitor.source_metrics import is_metric, split_tag
 Series = list[tuple[int, float]]
 PLOTTED = ("reward", "accuracy", "length/mean", "truncated/ratio", "reflection/ratio")
 SPLITS = ("train", "eval")
-_TAG_FORMS = (("train/source/", "train"), ("train/eval/", "eval"), ("eval/source/", "eval"),
-              ("source/", "train"), ("eval/", "eval"))
+_TAG_FORMS = (
+    ("train/source/", "train"),
+    ("train/eval/", "eval"),
+    ("eval/source/", "eval"),
+    ("source/", "train"),
+    ("eval/", "eval"),
+)
 
 
 def event_files(run_dir: str | Path) -> list[Path]:
@@ -50,14 +55,17 @@ def load_scalars(run_dir: str | Path) -> dict[str, Series]:
                 previous = points[tag].get(event.step)
                 if previous is None or event.wall_time >= previous[0]:
                     points[tag][event.step] = (event.wall_time, float(event.value))
-    return {tag: [(step, value) for step, (_, value) in sorted(by_step.items())] for tag, by_step in points.items()}
+    return {
+        tag: [(step, value) for step, (_, value) in sorted(by_step.items())]
+        for tag, by_step in points.items()
+    }
 
 
 def parse_tag(tag: str) -> tuple[str, str, str] | None:
     """(split, data_source, metric) for a per-source tag, else None."""
     for head, split in _TAG_FORMS:
-        if tag.startswith(head) and "/" in tag[len(head):]:
-            source, metric = split_tag(tag[len(head):])
+        if tag.startswith(head) and "/" in tag[len(head) :]:
+            source, metric = split_tag(tag[len(head) :])
             if source and is_metric(metric):
                 return split, source, metric
     return None
@@ -91,18 +99,27 @@ def summarize(scalars: dict[str, Series]) -> dict[str, dict[str, dict[str, float
 
             out[split][source] = {
                 "steps": len(steps),
-                "reward_first": pick("reward", 0), "reward_last": pick("reward", -1),
-                "accuracy_first": pick("accuracy", 0), "accuracy_last": pick("accuracy", -1),
-                "length_last": pick("length/mean", -1), "truncated_last": pick("truncated/ratio", -1),
+                "reward_first": pick("reward", 0),
+                "reward_last": pick("reward", -1),
+                "accuracy_first": pick("accuracy", 0),
+                "accuracy_last": pick("accuracy", -1),
+                "length_last": pick("length/mean", -1),
+                "truncated_last": pick("truncated/ratio", -1),
                 "reflection_last": pick("reflection/ratio", -1),
             }
     return out
 
 
-_COLUMNS = (("steps", "steps"), ("reward first", "reward_first"), ("reward last", "reward_last"),
-            ("accuracy first", "accuracy_first"), ("accuracy last", "accuracy_last"),
-            ("length/mean last", "length_last"), ("truncated/ratio last", "truncated_last"),
-            ("reflection/ratio last", "reflection_last"))
+_COLUMNS = (
+    ("steps", "steps"),
+    ("reward first", "reward_first"),
+    ("reward last", "reward_last"),
+    ("accuracy first", "accuracy_first"),
+    ("accuracy last", "accuracy_last"),
+    ("length/mean last", "length_last"),
+    ("truncated/ratio last", "truncated_last"),
+    ("reflection/ratio last", "reflection_last"),
+)
 
 
 def _cell(value) -> str:
@@ -120,8 +137,12 @@ def format_summary(scalars: dict[str, Series]) -> str:
     for split in SPLITS:
         if not summary[split]:
             continue
-        lines = [f"## {split}", "", "| data_source | " + " | ".join(name for name, _ in _COLUMNS) + " |",
-                 "|---" * (len(_COLUMNS) + 1) + "|"]
+        lines = [
+            f"## {split}",
+            "",
+            "| data_source | " + " | ".join(name for name, _ in _COLUMNS) + " |",
+            "|---" * (len(_COLUMNS) + 1) + "|",
+        ]
         for source, values in summary[split].items():
             cells = [_cell(values[key]) for _, key in _COLUMNS]
             lines.append("| " + " | ".join([source.replace("|", "\\|"), *cells]) + " |")
@@ -164,7 +185,7 @@ def plot_source(source: str, train: dict[str, Series], evaluation: dict[str, Ser
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    for ax in flat[len(metrics):]:
+    for ax in flat[len(metrics) :]:
         ax.axis("off")
     if not metrics:
         flat[0].text(0.5, 0.5, "no plotted metrics logged", ha="center", va="center")
@@ -189,7 +210,9 @@ def _write(run_dir: Path, out_dir, scalars: dict[str, Series]) -> Path:
     sources = sorted(set(split["train"]) | set(split["eval"]))
     names = file_names(sources)
     for source in sources:
-        plot_source(source, split["train"].get(source, {}), split["eval"].get(source, {}), out / names[source])
+        plot_source(
+            source, split["train"].get(source, {}), split["eval"].get(source, {}), out / names[source]
+        )
     text = f"# Run report: {run_dir}\n\n" + format_summary(scalars) + "\n"
     if sources:
         text += "\n## Plots\n\n" + "".join(f"- `{s}`: [{names[s]}]({names[s]})\n" for s in sources)

@@ -33,17 +33,39 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_REFLECTION_WORDS: tuple[str, ...] = (
-    "re-check", "re-evaluate", "re-examine", "re-think", "recheck", "reevaluate", "reexamine", "reevaluation",
-    "rethink", "check again", "think again", "try again", "verify", "wait", "yet",
+    "re-check",
+    "re-evaluate",
+    "re-examine",
+    "re-think",
+    "recheck",
+    "reevaluate",
+    "reexamine",
+    "reevaluation",
+    "rethink",
+    "check again",
+    "think again",
+    "try again",
+    "verify",
+    "wait",
+    "yet",
 )
 
 #: Metric names of fixed depth; ``part/``, ``reason/`` and ``reflection/count/`` take one more component.
 FIXED_METRICS: tuple[str, ...] = (
-    "reward", "accuracy", "format",
-    "length/mean", "length/correct", "length/incorrect",
-    "truncated/ratio", "truncated/correct", "truncated/incorrect",
-    "reflection/ratio", "reflection/ratio_correct", "reflection/ratio_incorrect",
-    "reflection/accuracy_reflective", "reflection/accuracy_nonreflective",
+    "reward",
+    "accuracy",
+    "format",
+    "length/mean",
+    "length/correct",
+    "length/incorrect",
+    "truncated/ratio",
+    "truncated/correct",
+    "truncated/incorrect",
+    "reflection/ratio",
+    "reflection/ratio_correct",
+    "reflection/ratio_incorrect",
+    "reflection/accuracy_reflective",
+    "reflection/accuracy_nonreflective",
     "groups/zero_spread",
 )
 _FAMILIES = ("part/", "reason/", "reflection/count/")
@@ -69,18 +91,37 @@ class SampleRow:
     group: object = None  # hashable: shared by the completions of one prompt in one generation batch
 
 
-def rows_from_scored(scored: Sequence, lengths: Sequence[int], truncated: Sequence[bool], texts: Sequence[str],
-                     groups: Sequence[object]) -> list[SampleRow]:
+def rows_from_scored(
+    scored: Sequence,
+    lengths: Sequence[int],
+    truncated: Sequence[bool],
+    texts: Sequence[str],
+    groups: Sequence[object],
+) -> list[SampleRow]:
     """Build rows from the router's :class:`~orsta_trl.verifiers.router.Scored` items and aligned lists."""
     return [
-        SampleRow(s.data_source, str(s.id), float(s.reward), float(s.verdict.accuracy), float(s.verdict.format),
-                  {k: float(v) for k, v in s.verdict.parts.items()}, s.verdict.reason, int(n), bool(t), str(x), g)
+        SampleRow(
+            s.data_source,
+            str(s.id),
+            float(s.reward),
+            float(s.verdict.accuracy),
+            float(s.verdict.format),
+            {k: float(v) for k, v in s.verdict.parts.items()},
+            s.verdict.reason,
+            int(n),
+            bool(t),
+            str(x),
+            g,
+        )
         for s, n, t, x, g in zip(scored, lengths, truncated, texts, groups, strict=True)
     ]
 
 
-def compute_metrics(rows: Iterable[SampleRow], correct_threshold: float = 1.0,
-                    reflection_words: Sequence[str] = DEFAULT_REFLECTION_WORDS) -> Sums:
+def compute_metrics(
+    rows: Iterable[SampleRow],
+    correct_threshold: float = 1.0,
+    reflection_words: Sequence[str] = DEFAULT_REFLECTION_WORDS,
+) -> Sums:
     """``{(data_source, metric): (numerator, denominator)}`` over ``rows`` (entries may have denominator 0)."""
     words = list(dict.fromkeys(w.lower() for w in reflection_words))
     by_source: dict[str, list[SampleRow]] = defaultdict(list)
@@ -89,7 +130,10 @@ def compute_metrics(rows: Iterable[SampleRow], correct_threshold: float = 1.0,
     out: Sums = {}
     for source, items in by_source.items():
         # every fixed metric is present, possibly with denominator 0
-        acc = {name: [0.0, 0.0] for name in (*FIXED_METRICS, "reason/none", *(f"reflection/count/{w}" for w in words))}
+        acc = {
+            name: [0.0, 0.0]
+            for name in (*FIXED_METRICS, "reason/none", *(f"reflection/count/{w}" for w in words))
+        }
         groups: dict[object, list[float]] = defaultdict(list)
         for r in items:
             split = "correct" if r.accuracy >= correct_threshold else "incorrect"
@@ -149,15 +193,18 @@ def _share_of_all(sums: Sums) -> Sums:
 
 def finalize(sums: Mapping[Key, tuple[float, float]], prefix: str = "source") -> dict[str, float]:
     """``{f"{prefix}/{source}/{metric}": num / den}`` for every entry with a positive denominator."""
-    return {f"{prefix}/{source}/{metric}": num / den
-            for (source, metric), (num, den) in sorted(sums.items()) if den > 0}
+    return {
+        f"{prefix}/{source}/{metric}": num / den
+        for (source, metric), (num, den) in sorted(sums.items())
+        if den > 0
+    }
 
 
 def is_metric(name: str) -> bool:
     """Whether ``name`` is a metric name this module emits (used to split tags whose source contains '/')."""
     if name in FIXED_METRICS:
         return True
-    return any(name.startswith(f) and len(name) > len(f) and "/" not in name[len(f):] for f in _FAMILIES)
+    return any(name.startswith(f) and len(name) > len(f) and "/" not in name[len(f) :] for f in _FAMILIES)
 
 
 def split_tag(rest: str) -> tuple[str, str]:
@@ -182,8 +229,13 @@ class SourceMonitor:
     ``self.sources``); rows of other sources are accumulated too, and unseen sources are simply absent.
     """
 
-    def __init__(self, sources: Sequence[str] = (), correct_threshold: float = 1.0,
-                 reflection_words: Sequence[str] = DEFAULT_REFLECTION_WORDS, prefix: str = "source"):
+    def __init__(
+        self,
+        sources: Sequence[str] = (),
+        correct_threshold: float = 1.0,
+        reflection_words: Sequence[str] = DEFAULT_REFLECTION_WORDS,
+        prefix: str = "source",
+    ):
         self.sources = list(sources)
         self.correct_threshold = float(correct_threshold)
         self.reflection_words = tuple(reflection_words)

@@ -30,8 +30,10 @@ class SourceSummary:
         by_source = defaultdict(list)
         for row in self.steps:
             by_source[row[1]].append(row)
-        header = (f"{'data_source':<24} {'n':>6} {'reward':>8} {'first¼':>8} {'last¼':>8} "
-                  f"{'accuracy':>9} {'length':>7}")
+        header = (
+            f"{'data_source':<24} {'n':>6} {'reward':>8} {'first¼':>8} {'last¼':>8} "
+            f"{'accuracy':>9} {'length':>7}"
+        )
         lines = [header, "-" * len(header)]
         for source in sorted(by_source):
             rows = by_source[source]

@@ -82,4 +82,6 @@ def think_answer_format(text: str) -> float:
     >>> think_answer_format("<answer>b</answer><answer>c</answer>")
     0.0
     """
-    return float(sum(0.25 for tag in ("<think>", "</think>", "<answer>", "</answer>") if text.count(tag) == 1))
+    return float(
+        sum(0.25 for tag in ("<think>", "</think>", "<answer>", "</answer>") if text.count(tag) == 1)
+    )

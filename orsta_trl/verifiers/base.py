@@ -60,7 +60,12 @@ class Verdict:
     reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "format": self.format, "parts": dict(self.parts), "reason": self.reason}
+        return {
+            "accuracy": self.accuracy,
+            "format": self.format,
+            "parts": dict(self.parts),
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,9 @@ class Verifier:
         names = [f.name for f in dataclasses.fields(self.Params)]
         for key in raw:
             if key not in names:
-                raise FieldError(f"reward.params.{key}", unknown_key_message(f"{self.name} param", key, names))
+                raise FieldError(
+                    f"reward.params.{key}", unknown_key_message(f"{self.name} param", key, names)
+                )
         try:
             return self.Params(**raw)
         except FieldError:

@@ -228,4 +228,3 @@ class WorkerPool:
             self.close()
         except Exception:
             pass
-

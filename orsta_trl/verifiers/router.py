@@ -55,8 +55,13 @@ class Scored:
     verdict: Verdict
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "data_source": self.data_source, "verifier": self.verifier,
-                "reward": self.reward, **self.verdict.as_dict()}
+        return {
+            "id": self.id,
+            "data_source": self.data_source,
+            "verifier": self.verifier,
+            "reward": self.reward,
+            **self.verdict.as_dict(),
+        }
 
 
 @dataclass
@@ -102,11 +107,19 @@ class RewardRouter:
 
     def context(self, record: Record, progress: float, iou_override=None) -> Context:
         s = self.settings
-        return Context(progress, tuple(record.image_sizes), s.min_pixels, s.max_pixels, s.iou_schedule,
-                       iou_override, s.rewrite_embedder)
+        return Context(
+            progress,
+            tuple(record.image_sizes),
+            s.min_pixels,
+            s.max_pixels,
+            s.iou_schedule,
+            iou_override,
+            s.rewrite_embedder,
+        )
 
-    def score(self, keys: Sequence[tuple[str, str]], texts: Sequence[str], progress: float = 1.0,
-              iou_override=None) -> list[Scored]:
+    def score(
+        self, keys: Sequence[tuple[str, str]], texts: Sequence[str], progress: float = 1.0, iou_override=None
+    ) -> list[Scored]:
         """Score ``texts[i]`` against record ``keys[i]``; unknown keys raise KeyError naming them."""
         started = time.perf_counter()
         unique: dict[tuple, int] = {}
@@ -129,8 +142,11 @@ class RewardRouter:
             results = dict(zip(jobs, self.pool.map(jobs), strict=True))
             for slot, text, record, ctx, task in waiting:
                 result = results[task]
-                verdicts[slot] = (_failed(record.reward, result) if isinstance(result, Outcome)
-                                  else _safe_score(record.reward, text, ctx, slow=result))
+                verdicts[slot] = (
+                    _failed(record.reward, result)
+                    if isinstance(result, Outcome)
+                    else _safe_score(record.reward, text, ctx, slow=result)
+                )
         scored = []
         for (key, _), slot in zip(zip(keys, texts, strict=True), order, strict=True):
             record, verdict = self.records[tuple(key)], verdicts[slot]
@@ -141,8 +157,18 @@ class RewardRouter:
         self.last_seconds = time.perf_counter() - started
         return scored
 
-    def __call__(self, prompts=None, completions=None, completion_ids=None, trainer_state=None,
-                 log_metric=None, log_extra=None, data_source=None, id=None, **_unused) -> list[float]:
+    def __call__(
+        self,
+        prompts=None,
+        completions=None,
+        completion_ids=None,
+        trainer_state=None,
+        log_metric=None,
+        log_extra=None,
+        data_source=None,
+        id=None,
+        **_unused,
+    ) -> list[float]:
         texts = [completion_text(c) for c in completions]
         progress = training_progress(trainer_state)
         self.last = self.score(list(zip(data_source, id, strict=True)), texts, progress)

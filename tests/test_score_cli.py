@@ -1,0 +1,98 @@
+"""``orsta-trl score``: one output line per input line, in order; --progress moves the IoU threshold; errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from PIL import Image
+
+
+def run_score(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "score", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
+
+
+def test_score_file(tmp_path):
+    Image.new("RGB", (100, 100)).save(tmp_path / "i.png")
+    records = [
+        {
+            "id": "m1",
+            "data_source": "math",
+            "prompt": [{"role": "user", "content": "1+1?"}],
+            "reward": {
+                "verifier": "math",
+                "ground_truth": "2",
+                "format_weight": 1.0,
+                "params": {"format": "none"},
+            },
+        },
+        {
+            "id": "d1",
+            "data_source": "det",
+            "images": ["i.png"],
+            "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Find it"}]}],
+            "reward": {
+                "verifier": "detection",
+                "ground_truth": [{"bbox_2d": [10, 10, 50, 50], "label": "a"}],
+                "params": {"pred_coords": "original"},
+            },
+        },
+    ]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    box = '<answer>[{"bbox_2d": [10, 10, 50, 52], "label": "a"}]</answer>'  # IoU 0.952
+    lines = [
+        ("m1", "math", r"\boxed{2}"),
+        ("d1", "det", box),
+        ("m1", "math", "no idea"),
+        ("m1", "math", r"\boxed{3}"),
+    ]
+    (tmp_path / "c.jsonl").write_text(
+        "".join(json.dumps({"id": i, "data_source": s, "completion": c}) + "\n" for i, s, c in lines)
+    )
+    early = run_score(
+        tmp_path / "r.jsonl",
+        tmp_path / "c.jsonl",
+        "-o",
+        tmp_path / "early.jsonl",
+        "--progress",
+        "0.2",
+        cwd=tmp_path,
+    )
+    assert early.returncode == 0, early.stderr
+    late = run_score(tmp_path / "r.jsonl", tmp_path / "c.jsonl", "-o", tmp_path / "late.jsonl", cwd=tmp_path)
+    assert late.returncode == 0, late.stderr
+    out = [json.loads(x) for x in (tmp_path / "early.jsonl").read_text().splitlines()]
+    assert [o["id"] for o in out] == ["m1", "d1", "m1", "m1"]
+    assert set(out[0]) == {"id", "data_source", "verifier", "reward", "accuracy", "format", "parts", "reason"}
+    assert [o["reward"] for o in out[::2]] == [1.0, 0.5]  # (1 + 1) / 2, then (0 + 1) / 2
+    assert out[2]["reason"] == "no_answer" and out[3]["accuracy"] == 0.0
+    late_det = json.loads((tmp_path / "late.jsonl").read_text().splitlines()[1])
+    assert out[1]["accuracy"] > 0.9 > late_det["accuracy"]  # threshold 0.95 at progress 0.2, 0.99 at 1.0
+    assert out[1]["parts"]["precision@0.95"] == 1.0 and late_det["parts"]["precision@0.99"] == 0.0
+    assert "det" in early.stderr and "no_answer=1" in early.stderr
+
+
+def test_unknown_id_is_named(tmp_path):
+    (tmp_path / "r.jsonl").write_text(
+        json.dumps(
+            {
+                "id": "m1",
+                "data_source": "math",
+                "prompt": [{"role": "user", "content": "?"}],
+                "reward": {"verifier": "math", "ground_truth": "2"},
+            }
+        )
+        + "\n"
+    )
+    (tmp_path / "c.jsonl").write_text(
+        json.dumps({"id": "m9", "data_source": "math", "completion": "x"}) + "\n"
+    )
+    result = run_score(tmp_path / "r.jsonl", tmp_path / "c.jsonl", "-o", tmp_path / "o.jsonl", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "id='m9'" in result.stderr and "c.jsonl:1" in result.stderr

@@ -1,0 +1,146 @@
+"""The trainer's seams: left padding, frozen vision, pixel bounds (one source of truth), the prompt-length
+filter, and placeholder tokens kept out of completions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from orsta_trl.data.records import load_records
+from orsta_trl.data.rows import filter_long_prompts, prompt_length, to_trl_dataset
+from orsta_trl.models.loading import (
+    freeze_vision,
+    load_model,
+    load_processor,
+    model_view,
+    parameter_counts,
+    set_pixel_bounds,
+)
+from orsta_trl.trainer import replace_placeholders
+
+
+def image_records(folder, sizes):
+    rows = []
+    for i, (w, h) in enumerate(sizes):
+        Image.new("RGB", (w, h), "white").save(folder / f"{i}.png")
+        rows.append(
+            {
+                "id": str(i),
+                "data_source": "toy",
+                "images": [f"{i}.png"],
+                "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}],
+                "reward": {"verifier": "ocr", "ground_truth": "x"},
+            }
+        )
+    (folder / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return load_records(folder / "d.jsonl")
+
+
+def test_pixel_bounds_reach_the_processor_and_the_vllm_view(tiny_vl, tmp_path):
+    processor = load_processor(str(tiny_vl), min_pixels=3136, max_pixels=3136 * 4)
+    assert processor.image_processor.size["longest_edge"] == 3136 * 4
+    assert processor.tokenizer.padding_side == "left"
+    view = model_view(str(tiny_vl), processor, tmp_path / "view")
+    assert (view / "model.safetensors").is_symlink()
+    reloaded = load_processor(str(view))  # what colocated vLLM would read
+    assert reloaded.image_processor.size["shortest_edge"] == 3136
+    assert reloaded.image_processor.size["longest_edge"] == 3136 * 4
+    image = Image.new("RGB", (400, 300))
+    grids = [p.image_processor(images=[image])["image_grid_thw"].tolist() for p in (processor, reloaded)]
+    assert grids[0] == grids[1]
+    assert grids[0][0][1] * grids[0][0][2] * 196 <= 3136 * 4  # resized within the recipe's bound
+    # a fresh size dict each time: the class default is never mutated
+    set_pixel_bounds(processor, 784, 1568)
+    assert type(processor.image_processor)().size["longest_edge"] != 1568
+
+
+def test_prompt_length_counts_image_tokens_exactly(tiny_vl, tmp_path):
+    processor = load_processor(str(tiny_vl), min_pixels=3136, max_pixels=50176)
+    records = image_records(tmp_path, [(56, 56), (224, 168), (300, 200)])
+    for record in records:
+        image = Image.open(record.images[0])
+        messages = [
+            {"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Hi?"}]}
+        ]
+        actual = processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        assert prompt_length(record, processor) == len(actual["input_ids"][0])
+    limit = prompt_length(records[1], processor)
+    kept, dropped = filter_long_prompts(records, processor, limit)
+    assert [r.id for r in kept] == ["0", "1"] and dropped == {"toy": 1}
+
+
+def test_rows_carry_prompt_images_and_reward_keys(tiny_vl, tmp_path):
+    records = image_records(tmp_path, [(56, 56), (84, 56)])
+    dataset = to_trl_dataset(records, vision=True)
+    row = dataset[1]
+    assert (row["data_source"], row["id"]) == ("toy", "1")
+    assert row["images"][0].size == (84, 56)
+    assert row["prompt"][0]["content"][0]["type"] == "image"
+
+
+def test_vision_freezing_and_counts(tiny_vl):
+    model = load_model(str(tiny_vl), vision=True, dtype="float32")
+    before = parameter_counts(model)
+    assert before["vision_trainable"] == before["vision"] > 0
+    frozen = freeze_vision(model, freeze_merger=False)
+    after = parameter_counts(model)
+    merger = sum(p.numel() for p in model.model.visual.merger.parameters())
+    assert frozen == before["vision"] - merger
+    assert after["vision_trainable"] == merger
+    freeze_vision(model)
+    assert parameter_counts(model)["vision_trainable"] == 0
+    assert parameter_counts(model)["trainable"] == before["total"] - before["vision"]
+
+
+def test_placeholders_are_replaced_by_pad():
+    ids, replaced = replace_placeholders([[1, 998, 2], [999, 999], [3]], [998, 999], 0)
+    assert ids == [[1, 0, 2], [0, 0], [3]] and replaced == 3
+
+
+def test_trainer_forces_left_padding(tiny_vl, tmp_path):
+    from orsta_trl.recipe import load_recipe
+    from orsta_trl.trainer import OrstaGRPOTrainer
+    from orsta_trl.verifiers.router import RewardRouter
+
+    records = image_records(tmp_path, [(56, 56), (84, 56)])
+    processor = load_processor(str(tiny_vl))
+    processor.tokenizer.padding_side = "right"
+    recipe = load_recipe(
+        None,
+        {
+            "output_dir": str(tmp_path / "run"),
+            "use_cpu": True,
+            "bf16": False,
+            "num_generations": 2,
+            "per_device_train_batch_size": 2,
+            "report_to": [],
+        },
+    )
+    trainer = OrstaGRPOTrainer(
+        model=load_model(str(tiny_vl), vision=True),
+        args=recipe.grpo,
+        train_dataset=to_trl_dataset(records, vision=True),
+        processing_class=processor,
+        router=RewardRouter.from_records(records),
+        orsta=recipe.orsta,
+    )
+    assert trainer.processing_class.tokenizer.padding_side == "left"
+    assert trainer.parameter_counts["vision_trainable"] == 0
+    assert trainer._placeholder_ids == sorted(
+        processor.tokenizer.convert_tokens_to_ids(["<|image_pad|>", "<|video_pad|>", "<|vision_pad|>"])
+    )
+
+
+@pytest.mark.parametrize("bad", ["--bogus", "x"])
+def test_parse_overrides_rejects_bad_tokens(bad):
+    from orsta_trl.recipe import RecipeError, parse_overrides
+
+    if bad.startswith("--"):
+        assert parse_overrides([bad]) == {"bogus": True}
+    else:
+        with pytest.raises(RecipeError):
+            parse_overrides([bad])
