@@ -41,6 +41,8 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/rewards.py
+	$(PY) benchmarks/monitor_overhead.py
+	$(PY) benchmarks/param_counts.py
 
 clean:
 	rm -rf demo .pytest_cache

@@ -84,9 +84,27 @@ def test_tags_dumps_and_report(tiny_vl, synth_data, tmp_path):
 def test_evaluation_does_not_swallow_the_training_log(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")
     out = tmp_path / "run"
-    train_cli(["--model_name_or_path", str(tiny_vl), "--train_files", f"[{data}]", "--output_dir", str(out),
-               "--max_steps", "2", "--save_steps", "2", "--eval_datasets", f"[{data}]", "--eval_steps", "1",
-               "--eval_max_samples", "1"], cwd=tmp_path)
+    train_cli(
+        [
+            "--model_name_or_path",
+            str(tiny_vl),
+            "--train_files",
+            f"[{data}]",
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--eval_datasets",
+            f"[{data}]",
+            "--eval_steps",
+            "1",
+            "--eval_max_samples",
+            "1",
+        ],
+        cwd=tmp_path,
+    )
     history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     training = [h["step"] for h in history if "rewards/orsta/mean" in h]
     evaluations = [h["step"] for h in history if "eval_synth_ocr/reward" in h]

@@ -67,8 +67,18 @@ def ocr_ned_dataset(synth_data: Path, folder: Path) -> Path:
 
 def train_cli(args: list[str], cwd: Path, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    defaults = ["--eval_datasets", "[]", "--dump_completions", "0"]  # the demo's evaluation files are not here
-    command = (launcher or [sys.executable]) + [str(REPO / "orsta_trl/train.py"), str(RECIPE), *defaults, *args]
+    defaults = [
+        "--eval_datasets",
+        "[]",
+        "--dump_completions",
+        "0",
+    ]  # the demo's evaluation files are not here
+    command = (launcher or [sys.executable]) + [
+        str(REPO / "orsta_trl/train.py"),
+        str(RECIPE),
+        *defaults,
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
