@@ -43,8 +43,11 @@ def _load_images(record: Record):
     from PIL import Image
 
     images = []
-    for path in record.images:
-        with Image.open(path) as image:
+    for image in record.images:
+        if isinstance(image, str):
+            with Image.open(image) as opened:
+                images.append(opened.convert("RGB"))
+        else:
             images.append(image.convert("RGB"))
     return images
 

@@ -69,7 +69,6 @@ class OrstaGRPOTrainer(GRPOTrainer):
             if self.orsta.dump_completions > 0
             else None
         )
-        self.monitor_seconds = 0.0
         if self.eval_records:
             self.add_callback(_SourceEvalCallback(self))
         for printer in (ProgressCallback, PrinterCallback):  # hundreds of per-source tags: TensorBoard only
@@ -98,8 +97,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         if self.model.training and len(self.router.last) == len(completion_ids_list):
             started = time.perf_counter()
             self._monitor(prompts, completions, completion_ids_list)
-            self.monitor_seconds = time.perf_counter() - started
-            self._metrics["train"]["monitor/seconds"].append(self.monitor_seconds)
+            self._metrics["train"]["monitor/seconds"].append(time.perf_counter() - started)
         return rewards
 
     def _monitor(self, prompts, completions, completion_ids_list) -> None:

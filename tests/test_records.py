@@ -123,3 +123,41 @@ def test_check_data_cli(folder, synth_data):
     )
     assert failed.returncode == 1
     assert "source 'toy_ocr', record 'z', field 'reward.oops'" in failed.stderr
+
+
+def test_parquet_written_by_datasets_with_embedded_images(tmp_path):
+    import datasets
+    from PIL import Image
+
+    from orsta_trl.data.rows import to_trl_dataset
+
+    rows = [
+        {
+            **GOOD,
+            "id": f"e{i}",
+            "images": [Image.new("RGB", (40 + i, 30), "red")],
+            "reward": json.dumps(GOOD["reward"]),
+        }
+        for i in range(2)
+    ]
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "data_source": datasets.Value("string"),
+            "prompt": datasets.List(
+                {
+                    "role": datasets.Value("string"),
+                    "content": datasets.List(
+                        {"type": datasets.Value("string"), "text": datasets.Value("string")}
+                    ),
+                }
+            ),
+            "images": datasets.List(datasets.Image()),
+            "reward": datasets.Value("string"),
+        }
+    )
+    datasets.Dataset.from_list(rows, features=features).to_parquet(str(tmp_path / "hub.parquet"))
+    records = load_records(tmp_path / "hub.parquet")
+    assert [r.image_sizes for r in records] == [[(40, 30)], [(41, 30)]]
+    dataset = to_trl_dataset(records, vision=True)
+    assert dataset[1]["images"][0].size == (41, 30)

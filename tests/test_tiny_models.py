@@ -18,7 +18,8 @@ from transformers import (
 )
 from trl.chat_template_utils import qwen2_5_chat_template, qwen2_5_vl_chat_template
 
-from orsta_trl.models.tiny import SPECIAL_TOKENS, count_parameters, make_tiny_lm, make_tiny_vl
+from orsta_trl.models.loading import parameter_counts
+from orsta_trl.models.tiny import SPECIAL_TOKENS, make_tiny_lm, make_tiny_vl
 
 MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 64
 PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many circles?"}]}]
@@ -120,19 +121,19 @@ def test_tiny_vl_is_deterministic(tmp_path):
         assert (a / name).read_bytes() == (b / name).read_bytes() == (c / name).read_bytes()
 
 
-def test_count_parameters_splits_vision_and_language(tmp_path):
+def test_parameter_counts_split_vision_and_language(tmp_path):
     model = AutoModelForImageTextToText.from_pretrained(make_tiny_vl(tmp_path / "vl"))
-    counts = count_parameters(model)
+    counts = parameter_counts(model)
     assert counts["total"] == sum(p.numel() for p in model.parameters())
     assert counts["vision"] == sum(p.numel() for p in model.model.visual.parameters()) > 0
-    assert counts["language"] == counts["total"] - counts["vision"] > 0
+    assert counts["total"] - counts["vision"] > 0
     assert counts["trainable"] == counts["total"] and counts["frozen"] == 0
     assert counts["vision_trainable"] == counts["vision"]
 
     model.model.visual.requires_grad_(False)
-    counts = count_parameters(model)
+    counts = parameter_counts(model)
     assert counts["frozen"] == counts["vision"] and counts["vision_trainable"] == 0
-    assert counts["trainable"] == counts["language"]
+    assert counts["trainable"] == counts["total"] - counts["vision"]
 
 
 def test_tiny_lm_chat_template_and_generate(tmp_path):
@@ -141,7 +142,7 @@ def test_tiny_lm_chat_template_and_generate(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     assert tok.padding_side == "left"
     assert model.generation_config.eos_token_id[0] == tok.convert_tokens_to_ids("<|im_end|>")
-    assert count_parameters(model)["vision"] == 0
+    assert parameter_counts(model)["vision"] == 0
 
     messages = [[{"role": "user", "content": "What is 2 + 3?"}], [{"role": "user", "content": "Hi"}]]
     assert tok.chat_template == qwen2_5_chat_template

@@ -81,7 +81,7 @@ class Record:
     id: str
     data_source: str
     prompt: list[dict]
-    images: list[str]
+    images: list  # absolute paths, or PIL images for in-memory datasets
     reward: RewardSpec
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
@@ -181,15 +181,20 @@ def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str
         raise fail("id", "must be a non-empty string")
     prompt = _check_prompt(raw.get("prompt"), fail)
     images = raw.get("images") or []
-    if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
-        raise fail("images", "must be a list of image paths")
+    if not isinstance(images, list):
+        raise fail("images", "must be a list of image paths (or images)")
     placeholders = sum(1 for m in prompt for part in m["content"] if part.get("type") == "image")
     if placeholders != len(images):
         raise fail(
             "images",
             f"{len(images)} image(s) but {placeholders} {{'type': 'image'}} placeholder(s) in prompt",
         )
-    paths = [str(p if (p := Path(i)).is_absolute() else (base_dir / p).resolve()) for i in images]
+    paths = []
+    for index, image in enumerate(images):
+        try:
+            paths.append(resolve_image(image, base_dir))
+        except (OSError, ValueError) as exc:
+            raise fail(f"images[{index}]", str(exc)) from None
     reward_raw = raw.get("reward")
     if isinstance(reward_raw, str):
         try:
@@ -205,11 +210,11 @@ def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str
         raise fail("extra", "must be an object")
     sizes: list[tuple[int, int]] = []
     if image_sizes == "all" or (image_sizes == "needed" and reward.verifier.needs_image_size):
-        for index, image_path in enumerate(paths):
+        for index, image in enumerate(paths):
             try:
-                sizes.append(read_image_size(image_path))
+                sizes.append(read_image_size(image))
             except (OSError, ValueError) as exc:
-                raise fail(f"images[{index}]", f"cannot read image {image_path}: {exc}") from None
+                raise fail(f"images[{index}]", f"cannot read image {image}: {exc}") from None
     return Record(rid, source, prompt, paths, reward, sizes, dict(extra), dict(reward_raw))
 
 
@@ -242,12 +247,36 @@ def prepare_reward(raw: Any) -> RewardSpec:
     return RewardSpec(verifier, params, gold, acc_w, fmt_w, extra)
 
 
-def read_image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels."""
+def resolve_image(image: Any, base_dir: Path):
+    """A path (relative to the dataset file, or absolute) as an absolute string; an in-memory image as a PIL image.
+
+    In-memory images come from hub datasets (PIL images) and from Parquet files written by ``datasets``
+    (``{"bytes": ..., "path": ...}`` structs).
+    """
+    if isinstance(image, str) and image:
+        path = Path(image)
+        return str(path if path.is_absolute() else (base_dir / path).resolve())
+    if isinstance(image, Mapping) and (image.get("bytes") or image.get("path")):
+        if image.get("bytes"):
+            import io
+
+            from PIL import Image
+
+            return Image.open(io.BytesIO(image["bytes"]))
+        return resolve_image(image["path"], base_dir)
+    if hasattr(image, "size") and hasattr(image, "convert"):  # a PIL image
+        return image
+    raise ValueError(f"must be an image path, a PIL image or {{'bytes': ...}}, got {type(image).__name__}")
+
+
+def read_image_size(image) -> tuple[int, int]:
+    """(width, height) of a path (from the header, without decoding pixels) or of an in-memory image."""
+    if not isinstance(image, str):
+        return image.size
     from PIL import Image
 
-    with Image.open(path) as image:
-        return image.size
+    with Image.open(image) as opened:
+        return opened.size
 
 
 def _mapping(value: Any, field_name: str) -> Mapping:

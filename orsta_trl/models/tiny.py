@@ -38,7 +38,7 @@ from transformers import (
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-__all__ = ["SPECIAL_TOKENS", "count_parameters", "make_tiny_lm", "make_tiny_tokenizer", "make_tiny_vl"]
+__all__ = ["SPECIAL_TOKENS", "make_tiny_lm", "make_tiny_tokenizer", "make_tiny_vl"]
 
 # Same order as Qwen2.5 (151643 ... 151658); here they follow the BPE vocabulary.
 SPECIAL_TOKENS = [
@@ -238,21 +238,3 @@ def make_tiny_lm(out_dir: str | Path, *, seed: int = 0) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    """Count parameters: total / trainable / frozen, vision / vision_trainable / language.
-
-    ``vision`` is everything under a ``visual`` submodule (``model.model.visual`` in the
-    transformers 5 Qwen2.5-VL layout, incl. the patch merger; also found under PEFT wrappers);
-    ``language`` is the rest (embeddings, decoder, lm_head). Shared (tied) tensors count once.
-    """
-    keys = ("total", "trainable", "frozen", "vision", "vision_trainable", "language")
-    counts = dict.fromkeys(keys, 0)
-    for name, param in model.named_parameters():
-        n, vision = param.numel(), "visual" in name.split(".")
-        counts["total"] += n
-        counts["trainable" if param.requires_grad else "frozen"] += n
-        counts["vision" if vision else "language"] += n
-        counts["vision_trainable"] += n if vision and param.requires_grad else 0
-    return counts

@@ -16,7 +16,6 @@ prepared ground truth and params, and the weights; the router returns
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -71,7 +70,6 @@ class RewardRouter:
     records: dict[tuple[str, str], Record]
     settings: RewardSettings = field(default_factory=RewardSettings)
     last: list[Scored] = field(default_factory=list)
-    reasons: Counter = field(default_factory=Counter)
     last_seconds: float = 0.0
 
     def __post_init__(self):
@@ -148,12 +146,10 @@ class RewardRouter:
                     else _safe_score(record.reward, text, ctx, slow=result)
                 )
         scored = []
-        for (key, _), slot in zip(zip(keys, texts, strict=True), order, strict=True):
+        for key, slot in zip(keys, order, strict=True):
             record, verdict = self.records[tuple(key)], verdicts[slot]
             reward = record.reward.combine(verdict)
             scored.append(Scored(record.data_source, record.id, record.reward.verifier.name, reward, verdict))
-            if verdict.reason:
-                self.reasons[verdict.reason] += 1
         self.last_seconds = time.perf_counter() - started
         return scored
 
