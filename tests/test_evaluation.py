@@ -21,10 +21,21 @@ def detection_records(tmp_path):
     boxes = [[[10, 10, 40, 40]], [[5, 5, 20, 30], [50, 50, 90, 80]], [[0, 0, 60, 60]]]
     for i, gt in enumerate(boxes):
         Image.new("RGB", (100, 100)).save(tmp_path / f"{i}.png")
-        rows.append({"id": f"d{i}", "data_source": "det", "images": [f"{i}.png"],
-                     "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Find"}]}],
-                     "reward": {"verifier": "detection", "params": {"pred_coords": "original"},
-                                "ground_truth": [{"bbox_2d": b, "label": "cat"} for b in gt]}})
+        rows.append(
+            {
+                "id": f"d{i}",
+                "data_source": "det",
+                "images": [f"{i}.png"],
+                "prompt": [
+                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Find"}]}
+                ],
+                "reward": {
+                    "verifier": "detection",
+                    "params": {"pred_coords": "original"},
+                    "ground_truth": [{"bbox_2d": b, "label": "cat"} for b in gt],
+                },
+            }
+        )
     (tmp_path / "det.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return tmp_path / "det.jsonl", boxes
 
@@ -44,8 +55,11 @@ def test_coco_map_of_perfect_and_partial_predictions(detection_records):
     assert coco_map(records, rows, router) == {"det": {"map": 1.0, "map50": 1.0, "map75": 1.0}}
     assert eval_metrics(rows)["eval/det/accuracy"] == 1.0
 
-    partial = [Generated(answer([[10, 10, 40, 40]]), 10, False), Generated("no boxes", 5, True),
-               Generated(answer([[0, 0, 60, 50]]), 10, False)]  # IoU 5/6 with the third box
+    partial = [
+        Generated(answer([[10, 10, 40, 40]]), 10, False),
+        Generated("no boxes", 5, True),
+        Generated(answer([[0, 0, 60, 50]]), 10, False),
+    ]  # IoU 5/6 with the third box
     rows = score_generated(router, records, partial)
     result = coco_map(records, rows, router)["det"]
     # 4 ground-truth boxes, two found at IoU >= 0.75 (AP50 = AP75 = 0.5 under COCO's 101-point interpolation)
@@ -60,7 +74,9 @@ def test_greedy_completions_are_deterministic(tiny_vl, synth_data):
     model, processor = load_model(str(tiny_vl), vision=True), load_processor(str(tiny_vl))
     first = greedy_completions(model, processor, records, max_new_tokens=8, batch_size=2)
     again = greedy_completions(model, processor, records[::-1], max_new_tokens=8, batch_size=3)[::-1]
-    assert [g.text for g in first] == [g.text for g in again]  # batching and padding do not change greedy text
+    assert [g.text for g in first] == [
+        g.text for g in again
+    ]  # batching and padding do not change greedy text
     assert all(0 < g.length <= 8 for g in first)
 
 
@@ -72,14 +88,30 @@ def test_eval_command(tiny_vl, synth_data, tmp_path, adapter):
 
         from orsta_trl.models.loading import load_model
 
-        model = get_peft_model(load_model(str(tiny_vl), vision=True),
-                               LoraConfig(r=4, target_modules=r".*language_model.*\.(q_proj|v_proj)"))
+        model = get_peft_model(
+            load_model(str(tiny_vl), vision=True),
+            LoraConfig(r=4, target_modules=r".*language_model.*\.(q_proj|v_proj)"),
+        )
         checkpoint = tmp_path / "adapter"
         model.save_pretrained(checkpoint)
         assert (checkpoint / "adapter_config.json").exists()
     out = tmp_path / "report.json"
-    result = subprocess.run([sys.executable, "-m", "orsta_trl.cli", "eval", str(checkpoint), str(synth_data),
-                             "-o", str(out), "--max-new-tokens", "8"], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orsta_trl.cli",
+            "eval",
+            str(checkpoint),
+            str(synth_data),
+            "-o",
+            str(out),
+            "--max-new-tokens",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert len(report["completions"]) == 24 and report["iou_threshold"] == "average"

@@ -91,3 +91,14 @@ def test_entry_point_reports_a_bad_key(tmp_path):
     )
     assert check.returncode == 0, check.stderr
     assert check.stdout.count("ok ") == len(RECIPES)
+
+
+@pytest.mark.parametrize(
+    "entry", [["-m", "orsta_trl.train"], ["-m", "orsta_trl.cli", "train"]], ids=["module", "cli"]
+)
+def test_every_entry_point_reads_the_recipe(tmp_path, entry):
+    path = tmp_path / "r.yaml"
+    path.write_text("model_name_or_path: m\nnum_generatons: 8\n")
+    result = subprocess.run([sys.executable, *entry, str(path)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert "'num_generatons' (did you mean 'num_generations'?)" in result.stderr

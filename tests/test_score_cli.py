@@ -101,21 +101,41 @@ def test_unknown_id_is_named(tmp_path):
 
 def test_every_text_verifier_scores_through_the_cli(tmp_path):
     doc = "# Title\n\nFirst paragraph.\n\nSecond paragraph."
-    plan = {"steps": [{"id": "a", "agent": "search", "task": "find", "depends_on": []},
-                      {"id": "b", "agent": "write", "task": "report", "depends_on": ["a"]}]}
+    plan = {
+        "steps": [
+            {"id": "a", "agent": "search", "task": "find", "depends_on": []},
+            {"id": "b", "agent": "write", "task": "report", "depends_on": ["a"]},
+        ]
+    }
     cases = [
         ("docparse", doc, doc, {"edit": 1.0, "count": 1.0, "order": 1.0}),
         ("json", None, '{"query": "x"}', {"json_hard": 0.2, "json_soft": 0.4}),
         ("plan", plan, json.dumps(plan), {"valid_dag": 1.0}),
-        ("tool", "42", "<think>t</think><tool_call>{}</tool_call><tool_response>42</tool_response>"
-                       r"<answer>\boxed{42}</answer>", {"tool_success": 1.0}),
+        (
+            "tool",
+            "42",
+            "<think>t</think><tool_call>{}</tool_call><tool_response>42</tool_response>"
+            r"<answer>\boxed{42}</answer>",
+            {"tool_success": 1.0},
+        ),
         ("rewrite", "cheap flights to paris", '{"rewritten_query": "low-cost airfare to Paris"}', None),
     ]
-    records = [{"id": name, "data_source": name, "prompt": [{"role": "user", "content": "?"}],
-                "reward": {"verifier": name, "ground_truth": gt}} for name, gt, _, _ in cases]
+    records = [
+        {
+            "id": name,
+            "data_source": name,
+            "prompt": [{"role": "user", "content": "?"}],
+            "reward": {"verifier": name, "ground_truth": gt},
+        }
+        for name, gt, _, _ in cases
+    ]
     (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (tmp_path / "c.jsonl").write_text("".join(
-        json.dumps({"id": name, "data_source": name, "completion": text}) + "\n" for name, _, text, _ in cases))
+    (tmp_path / "c.jsonl").write_text(
+        "".join(
+            json.dumps({"id": name, "data_source": name, "completion": text}) + "\n"
+            for name, _, text, _ in cases
+        )
+    )
     result = run_score(tmp_path / "r.jsonl", tmp_path / "c.jsonl", "-o", tmp_path / "o.jsonl", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = {o["verifier"]: o for o in map(json.loads, (tmp_path / "o.jsonl").read_text().splitlines())}

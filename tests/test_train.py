@@ -67,12 +67,8 @@ def ocr_ned_dataset(synth_data: Path, folder: Path) -> Path:
 
 def train_cli(args: list[str], cwd: Path, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    defaults = [
-        "--eval_datasets",
-        "[]",
-        "--dump_completions",
-        "0",
-    ]  # the demo's evaluation files are not here
+    # the demo's evaluation files are not here, and every step is logged
+    defaults = ["--eval_datasets", "[]", "--dump_completions", "0", "--logging_steps", "1"]
     command = (launcher or [sys.executable]) + [
         str(REPO / "orsta_trl/train.py"),
         str(RECIPE),
@@ -153,6 +149,7 @@ def test_learnable_reward_rises(tiny_vl, tmp_path):
             "save_strategy": "no",
             "report_to": [],
             "eval_datasets": [],
+            "logging_steps": 1,
         },
     )
     result = run(recipe)
@@ -247,4 +244,10 @@ def test_two_processes_with_accelerate_launch(tiny_vl, synth_data, tmp_path):
     assert "2 process(es), MULTI_CPU" in result.stdout
     tags = scalar_tags(out)
     assert len(tags["train/rewards/orsta/mean"]) == 2
+    # per-source values come from the rows of both ranks: each step saw 2 prompts x 4 completions per rank
+    for source in ("synth_ocr", "synth_counting"):
+        assert f"train/source/{source}/reward" in tags
+    summary = result.stdout.split("per-source summary")[1]
+    counts = [int(line.split()[1]) for line in summary.splitlines() if line.startswith("synth_")]
+    assert sum(counts) == 2 * 2 * 8  # 2 steps x 2 ranks x 8 completions, all in rank 0's table
     assert (out / "model.safetensors").exists()
