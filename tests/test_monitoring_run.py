@@ -8,35 +8,21 @@ import subprocess
 import sys
 
 from PIL import Image
-from test_train import ocr_ned_dataset, scalar_tags, train_cli
+from test_train import ocr_ned_dataset, scalar_tags, tiny_run, train_cli
 
 
 def test_tags_dumps_and_report(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")  # two sources: synth_ocr and synth_counting
     out = tmp_path / "run"
-    result = train_cli(
-        [
-            "--model_name_or_path",
-            str(tiny_vl),
-            "--train_files",
-            f"[{data}]",
-            "--output_dir",
-            str(out),
-            "--max_steps",
-            "4",
-            "--save_strategy",
-            "no",
-            "--eval_datasets",
-            f"[{data}]",
-            "--eval_steps",
-            "2",
-            "--eval_max_samples",
-            "2",
-            "--dump_completions",
-            "1.0",
-        ],
-        cwd=tmp_path,
-    )
+    overrides = {
+        "max_steps": 4,
+        "save_strategy": "no",
+        "eval_datasets": [data],
+        "eval_steps": 2,
+        "eval_max_samples": 2,
+        "dump_completions": 1.0,
+    }
+    result = train_cli(tiny_run(tiny_vl, data, out, **overrides), tmp_path)
     assert "evaluation at step 0" in result.stdout and "evaluation at step 4" in result.stdout
     assert "source/synth_ocr" not in result.stdout + result.stderr  # per-source tags stay out of the console
 
@@ -84,27 +70,14 @@ def test_tags_dumps_and_report(tiny_vl, synth_data, tmp_path):
 def test_evaluation_does_not_swallow_the_training_log(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")
     out = tmp_path / "run"
-    train_cli(
-        [
-            "--model_name_or_path",
-            str(tiny_vl),
-            "--train_files",
-            f"[{data}]",
-            "--output_dir",
-            str(out),
-            "--max_steps",
-            "2",
-            "--save_steps",
-            "2",
-            "--eval_datasets",
-            f"[{data}]",
-            "--eval_steps",
-            "1",
-            "--eval_max_samples",
-            "1",
-        ],
-        cwd=tmp_path,
-    )
+    overrides = {
+        "max_steps": 2,
+        "save_steps": 2,
+        "eval_datasets": [data],
+        "eval_steps": 1,
+        "eval_max_samples": 1,
+    }
+    train_cli(tiny_run(tiny_vl, data, out, **overrides), tmp_path)
     history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     training = [h["step"] for h in history if "rewards/orsta/mean" in h]
     evaluations = [h["step"] for h in history if "eval_synth_ocr/reward" in h]

@@ -65,19 +65,25 @@ def ocr_ned_dataset(synth_data: Path, folder: Path) -> Path:
     return path
 
 
-def train_cli(args: list[str], cwd: Path, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+def train_cli(overrides: dict, cwd: Path, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``orsta_trl/train.py`` on the demo recipe with ``--key value`` overrides; fail with its output."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     # the demo's evaluation files are not here, and every step is logged
-    defaults = ["--eval_datasets", "[]", "--dump_completions", "0", "--logging_steps", "1"]
-    command = (launcher or [sys.executable]) + [
-        str(REPO / "orsta_trl/train.py"),
-        str(RECIPE),
-        *defaults,
-        *args,
-    ]
+    overrides = {"eval_datasets": [], "dump_completions": 0, "logging_steps": 1, **overrides}
+    args = [item for key, value in overrides.items() for item in (f"--{key}", _flag(value))]
+    command = (launcher or [sys.executable]) + [str(REPO / "orsta_trl/train.py"), str(RECIPE), *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
+
+
+def _flag(value) -> str:
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def tiny_run(model: Path, data: Path, out: Path, **overrides) -> dict:
+    """Overrides for a run of the tiny model on ``data`` into ``out``."""
+    return {"model_name_or_path": model, "train_files": [data], "output_dir": out, **overrides}
 
 
 def scalar_tags(run_dir: Path) -> dict[str, list[float]]:
@@ -97,23 +103,7 @@ def scalar_tags(run_dir: Path) -> dict[str, list[float]]:
 def test_two_steps_through_the_entry_point(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")
     out = tmp_path / "run"
-    result = train_cli(
-        [
-            "--model_name_or_path",
-            str(tiny_vl),
-            "--train_files",
-            f"[{data}]",
-            "--output_dir",
-            str(out),
-            "--max_steps",
-            "2",
-            "--save_steps",
-            "2",
-            "--learning_rate",
-            "1e-2",
-        ],
-        cwd=tmp_path,
-    )
+    result = train_cli(tiny_run(tiny_vl, data, out, max_steps=2, save_steps=2, learning_rate=1e-2), tmp_path)
     assert "trainable" in result.stdout and "vision tower" in result.stdout
     assert "per-source summary" in result.stdout and "synth_ocr" in result.stdout
 
@@ -161,31 +151,21 @@ def test_learnable_reward_rises(tiny_vl, tmp_path):
 
 def test_resume_matches_an_uninterrupted_run(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")
-    common = [
-        "--model_name_or_path",
-        str(tiny_vl),
-        "--train_files",
-        f"[{data}]",
-        "--learning_rate",
-        "1e-2",
-        "--save_steps",
-        "2",
-        "--max_steps",
-        "4",
-        "--report_to",
-        "[]",
-        "--dump_completions",
-        "1.0",
-    ]
-    train_cli([*common, "--output_dir", str(tmp_path / "full")], cwd=tmp_path)
+    common = {
+        "learning_rate": 1e-2,
+        "save_steps": 2,
+        "max_steps": 4,
+        "report_to": [],
+        "dump_completions": 1.0,
+    }
+    train_cli(tiny_run(tiny_vl, data, tmp_path / "full", **common), tmp_path)
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     shutil.copytree(
         tmp_path / "full" / "checkpoint-2", resumed / "checkpoint-2"
     )  # as if stopped after step 2
     train_cli(
-        [*common, "--output_dir", str(resumed), "--resume_from_checkpoint", str(resumed / "checkpoint-2")],
-        cwd=tmp_path,
+        tiny_run(tiny_vl, data, resumed, resume_from_checkpoint=resumed / "checkpoint-2", **common), tmp_path
     )
 
     def history(run):
@@ -208,37 +188,16 @@ def test_resume_matches_an_uninterrupted_run(tiny_vl, synth_data, tmp_path):
 def test_two_processes_with_accelerate_launch(tiny_vl, synth_data, tmp_path):
     data = ocr_ned_dataset(synth_data, tmp_path / "data")
     out = tmp_path / "ddp"
+    flags = "launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no"
     launcher = [
         str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *flags.split(),
         "--main_process_port",
         "29611",
     ]
     result = train_cli(
-        [
-            "--model_name_or_path",
-            str(tiny_vl),
-            "--train_files",
-            f"[{data}]",
-            "--output_dir",
-            str(out),
-            "--max_steps",
-            "2",
-            "--save_strategy",
-            "no",
-            "--ddp_backend",
-            "gloo",
-        ],
-        cwd=tmp_path,
+        tiny_run(tiny_vl, data, out, max_steps=2, save_strategy="no", ddp_backend="gloo"),
+        tmp_path,
         launcher=launcher,
     )
     assert "2 process(es), MULTI_CPU" in result.stdout

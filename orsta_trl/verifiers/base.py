@@ -23,6 +23,7 @@ Each verifier declares:
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -98,8 +99,8 @@ class NoParams:
     """For verifiers without parameters."""
 
 
-class Verifier:
-    """Base class: subclasses set the class attributes and implement ``prepare`` and ``score``."""
+class Verifier(ABC):
+    """Base class: subclasses set the class attributes and implement ``score`` (and usually ``prepare``)."""
 
     name: ClassVar[str]
     Params: ClassVar[type] = NoParams
@@ -127,8 +128,9 @@ class Verifier:
         """Validate and pre-parse the ground truth once per record (raise FieldError when it is unusable)."""
         return ground_truth
 
+    @abstractmethod
     def score(self, text: str, gold: Any, params: Any, ctx: Context) -> Verdict:
-        raise NotImplementedError
+        """The verdict on one completion; never raises on what the completion contains."""
 
     def slow_job(self, text: str, gold: Any, params: Any, ctx: Context) -> Any:
         """Isolated verifiers: the hashable, picklable part of scoring ``text`` that may hang, or None."""
@@ -136,9 +138,9 @@ class Verifier:
 
     def run_slow_job(self, job: Any) -> Any:
         """Isolated verifiers: compute a job returned by :meth:`slow_job` (in a worker process)."""
-        raise NotImplementedError(f"{self.name} has no slow part")
+        raise TypeError(f"{self.name} returns no slow jobs, so it has none to run")
 
-    def warm_up(self) -> None:
+    def warm_up(self) -> None:  # noqa: B027 (an optional hook: most verifiers have nothing to warm)
         """Load lazy imports and caches once, before worker processes fork (isolated verifiers only)."""
 
     def __repr__(self) -> str:
