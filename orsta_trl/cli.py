@@ -81,12 +81,13 @@ def _check_recipe(args) -> int:
 
 def _score(args) -> int:
     from orsta_trl.score import score_files, summary_table
+    from orsta_trl.verifiers.base import NotReady
 
     try:
         rows = score_files(
             args.records, args.completions, args.output, progress=args.progress, recipe_path=args.recipe
         )
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, NotReady) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
     print(summary_table(rows), file=sys.stderr)

@@ -53,6 +53,7 @@ def score_files(
                 f"in {records_path}"
             )
     try:
+        router.start()
         scored = router.score(keys, [r["completion"] for r in rows], progress)
     finally:
         router.close()

@@ -132,10 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     except RecipeError as exc:
         raise SystemExit(f"error: {exc}") from None
     from orsta_trl.data.records import DatasetError
+    from orsta_trl.verifiers.base import NotReady
 
     try:
         run(recipe)
-    except DatasetError as exc:
+    except (DatasetError, NotReady) as exc:  # bad data or a missing reward model: before any training
         raise SystemExit(f"error: {exc}") from None
 
 

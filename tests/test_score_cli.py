@@ -146,3 +146,29 @@ def test_every_text_verifier_scores_through_the_cli(tmp_path):
     rewrite = out["rewrite"]["parts"]
     assert rewrite["similarity"] > 0.5 and 0 < rewrite["overlap"] < 0.5
     assert out["rewrite"]["accuracy"] == pytest.approx(max(0.0, rewrite["similarity"] - rewrite["overlap"]))
+
+
+def test_a_missing_embedder_fails_before_scoring(tmp_path):
+    record = {
+        "id": "w",
+        "data_source": "w",
+        "prompt": [{"role": "user", "content": "?"}],
+        "reward": {"verifier": "rewrite", "ground_truth": "cheap flights"},
+    }
+    (tmp_path / "r.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "c.jsonl").write_text(
+        json.dumps({"id": "w", "data_source": "w", "completion": "low fares"}) + "\n"
+    )
+    (tmp_path / "recipe.yaml").write_text("rewrite_embedder: /nonexistent/embedder\n")
+    result = run_score(
+        tmp_path / "r.jsonl",
+        tmp_path / "c.jsonl",
+        "-o",
+        tmp_path / "o.jsonl",
+        "--recipe",
+        tmp_path / "recipe.yaml",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "cannot load its embedder '/nonexistent/embedder'" in result.stderr
+    assert not (tmp_path / "o.jsonl").exists()

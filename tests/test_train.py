@@ -210,3 +210,31 @@ def test_two_processes_with_accelerate_launch(tiny_vl, synth_data, tmp_path):
     counts = [int(line.split()[1]) for line in summary.splitlines() if line.startswith("synth_")]
     assert sum(counts) == 2 * 2 * 8  # 2 steps x 2 ranks x 8 completions, all in rank 0's table
     assert (out / "model.safetensors").exists()
+
+
+def test_text_model_with_math_rewards_in_worker_processes(tiny_lm, tmp_path):
+    rows = [
+        {
+            "id": f"q{i}",
+            "data_source": "arith",
+            "prompt": [{"role": "user", "content": f"What is {i} + {i}?"}],
+            "reward": {"verifier": "math", "ground_truth": str(2 * i), "format_weight": 0.5},
+        }
+        for i in range(8)
+    ]
+    rows.append(
+        {**rows[0], "id": "hard", "reward": {"verifier": "math", "ground_truth": r"\frac{5^{5^{5}}}{3}"}}
+    )
+    data = tmp_path / "text.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    result = train_cli(
+        tiny_run(tiny_lm, data, out, max_steps=2, save_strategy="no", reward_timeout_s=1.0), tmp_path
+    )
+    assert "loaded 9 records" in result.stdout
+    tags = scalar_tags(out)
+    assert len(tags["train/source/arith/reward"]) == 2
+    assert tags[
+        "train/source/arith/reason/no_answer"
+    ]  # random text has no \boxed{} answer: counted, scored 0
+    assert all(v == 0.0 for v in tags["train/source/arith/accuracy"])

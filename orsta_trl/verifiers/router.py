@@ -96,8 +96,13 @@ class RewardRouter:
         return self._pool
 
     def start(self) -> None:
-        """Start the worker pool before the first batch when any record's verifier runs isolated."""
-        if any(r.reward.verifier.isolated for r in self.records.values()):
+        """Check every verifier in use is ready, and start the worker pool when any of them runs isolated."""
+        verifiers = {r.reward.verifier.name: r.reward.verifier for r in self.records.values()}
+        s = self.settings
+        ctx = Context(1.0, (), s.min_pixels, s.max_pixels, s.iou_schedule, None, s.rewrite_embedder)
+        for verifier in verifiers.values():
+            verifier.check_ready(ctx)
+        if any(v.isolated for v in verifiers.values()):
             self.pool.start()
 
     def threshold(self, progress: float) -> float:
