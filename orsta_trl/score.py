@@ -13,22 +13,27 @@ from pathlib import Path
 
 
 def read_completions(path: str | Path) -> list[dict]:
-    rows = []
-    with Path(path).open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON: {exc}") from None
-            missing = [k for k in ("id", "data_source", "completion") if k not in row]
-            if missing:
-                raise ValueError(f"{path}:{number}: missing field(s) {missing}")
-            if not isinstance(row["completion"], str):
-                raise ValueError(f"{path}:{number}: 'completion' must be a string")
-            rows.append(row)
-    return rows
+    """Completion lines from JSONL, or rows from a Parquet completion dump; each needs id, data_source, completion."""
+    if str(path).endswith(".parquet"):
+        from orsta_trl.monitor.dumps import read_dump
+
+        numbered = list(enumerate(read_dump(path)))
+    else:
+        numbered = []
+        with Path(path).open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        numbered.append((number, json.loads(line)))
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}:{number}: not valid JSON: {exc}") from None
+    for number, row in numbered:
+        missing = [k for k in ("id", "data_source", "completion") if k not in row]
+        if missing:
+            raise ValueError(f"{path}:{number}: missing field(s) {missing}")
+        if not isinstance(row["completion"], str):
+            raise ValueError(f"{path}:{number}: 'completion' must be a string")
+    return [row for _, row in numbered]
 
 
 def score_files(
