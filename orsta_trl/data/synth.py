@@ -7,7 +7,10 @@ each of :data:`TASKS` (detection, grounding, counting, ocr, math, chart), every 
 on which other tasks were asked for.
 
 Boxes are integer pixels of the original image in pixel-edge coordinates: ``[x1, y1, x2, y2]`` with
-``x2 = last column + 1`` (like COCO's ``x + w``), tight around the shape's visible pixels.
+``x2 = last column + 1`` (like COCO's ``x + w``), tight around the shape's visible pixels. Image sides are
+multiples of 28, so Qwen2.5-VL's resized input equals the original whenever the image lies within the
+processor's pixel bounds (the demo's do): the reference answer in ``extra["answer"]`` then scores 1 under the
+detection verifier's default ``pred_coords: "resized"``.
 
     python -m orsta_trl.data.synth OUT_DIR [--n 32] [--seed 0] [--tasks ocr math]
 """
@@ -43,9 +46,15 @@ BOXED = "Think step by step inside <think></think> first. Put the final answer i
 INK = (25, 25, 35)
 
 
+def _side(rng: random.Random, low: int, high: int) -> int:
+    """A side length in [low, high], a multiple of 28 when the range holds one (see the module docstring)."""
+    multiples = range(-(-low // 28) * 28, high + 1, 28)
+    return rng.choice(multiples) if multiples else rng.randint(low, high)
+
+
 def _canvas(rng: random.Random, size: Sequence[int], noisy: bool | None = None, wide: bool = False):
     """A plain or lightly noisy background (noise within about 15 levels of the base colour), and its base."""
-    w, h = rng.randint((size[0] + size[1]) // 2 if wide else size[0], size[1]), rng.randint(*size)
+    w, h = _side(rng, (size[0] + size[1]) // 2 if wide else size[0], size[1]), _side(rng, *size)
     base = rng.choice(BACKGROUNDS)
     img = Image.new("RGB", (w, h), base)
     if (rng.random() < 0.5) if noisy is None else noisy:
