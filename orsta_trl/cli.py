@@ -98,6 +98,7 @@ def _score(args) -> int:
 def _eval(args) -> int:
     from orsta_trl.data.records import DatasetError
     from orsta_trl.evaluation import eval_table, evaluate_checkpoint
+    from orsta_trl.verifiers.base import NotReady
 
     try:
         report = evaluate_checkpoint(
@@ -109,7 +110,7 @@ def _eval(args) -> int:
             iou_threshold=args.iou_threshold,
             recipe_path=args.recipe,
         )
-    except DatasetError as exc:
+    except (DatasetError, NotReady) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(eval_table(report))
@@ -173,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--iou-threshold", type=_threshold, default="average", help="a number or 'average'")
-    p.add_argument("--recipe", default=None, help="take pixel bounds from this recipe")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help="take pixel bounds (else the checkpoint's processor config) and rewrite_embedder from here",
+    )
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("report", help="plots and a summary table from a run's TensorBoard logs")

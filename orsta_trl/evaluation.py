@@ -252,8 +252,14 @@ def coco_map(
     return results
 
 
-def load_for_eval(checkpoint: str, *, min_pixels: int, max_pixels: int, dtype: str = "float32"):
-    """A saved model (full, or a LoRA adapter on its base) and its processor."""
+def load_for_eval(checkpoint: str, *, pixel_bounds: tuple[int, int] | None = None, dtype: str = "auto"):
+    """A saved model (full, or a LoRA adapter on its base) and its processor, on the GPU when there is one.
+
+    ``pixel_bounds`` (min, max) replace the processor's own only when given (``--recipe``): by default the
+    checkpoint's saved processor config is the source of truth, as in training.
+    """
+    import torch
+
     from orsta_trl.models.loading import is_vision_model, load_model, load_processor
 
     path = Path(checkpoint)
@@ -261,12 +267,15 @@ def load_for_eval(checkpoint: str, *, min_pixels: int, max_pixels: int, dtype: s
     base = json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else str(path)
     vision = is_vision_model(base)
     processor_source = str(path) if (path / "tokenizer_config.json").exists() else base
-    processor = load_processor(processor_source, min_pixels=min_pixels, max_pixels=max_pixels, vision=vision)
+    low, high = pixel_bounds or (None, None)
+    processor = load_processor(processor_source, min_pixels=low, max_pixels=high, vision=vision)
     model = load_model(base, vision=vision, dtype=dtype)
     if adapter.exists():
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(path))
+    if torch.cuda.is_available():
+        model = model.to("cuda")
     return model, processor
 
 
@@ -281,14 +290,24 @@ def evaluate_checkpoint(
     recipe_path: str | None = None,
 ) -> dict:
     """``orsta-trl eval``: greedy completions of a saved model on a dataset; a JSON report."""
+    import dataclasses
+
     from orsta_trl.data.records import load_records
     from orsta_trl.recipe import orsta_config_from
 
     orsta = orsta_config_from(recipe_path)
     records = load_records(data)
-    router = RewardRouter.from_records(records, orsta.reward_settings())
-    model, processor = load_for_eval(checkpoint, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels)
+    bounds = (orsta.min_pixels, orsta.max_pixels) if recipe_path else None
+    model, processor = load_for_eval(checkpoint, pixel_bounds=bounds)
+    settings = orsta.reward_settings()
+    size = getattr(getattr(processor, "image_processor", None), "size", None)
+    if size is not None:  # box rescaling must use the bounds the processor resizes with
+        settings = dataclasses.replace(
+            settings, min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"]
+        )
+    router = RewardRouter.from_records(records, settings)
     try:
+        router.start()
         generated = greedy_completions(
             model,
             processor,
@@ -304,6 +323,7 @@ def evaluate_checkpoint(
         "checkpoint": str(checkpoint),
         "data": [str(d) for d in data],
         "iou_threshold": iou_threshold,
+        "pixel_bounds": [settings.min_pixels, settings.max_pixels],
         "metrics": eval_metrics(rows),
         "coco": coco_map(records, rows, router),
         "completions": [

@@ -115,6 +115,32 @@ def test_eval_command(tiny_vl, synth_data, tmp_path, adapter):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert len(report["completions"]) == 24 and report["iou_threshold"] == "average"
+    assert report["pixel_bounds"] == [3136, 50176]  # the checkpoint's own processor config, not a default
     assert {"synth_detection", "synth_grounding"} <= set(report["coco"])
     assert "eval/synth_ocr/reward" in report["metrics"]
     assert "synth_math" in result.stdout and "mAP" in result.stdout
+
+
+def test_eval_takes_pixel_bounds_from_a_recipe(tiny_vl, synth_data, tmp_path):
+    (tmp_path / "r.yaml").write_text("min_pixels: 784\nmax_pixels: 12544\n")
+    out = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orsta_trl.cli",
+            "eval",
+            str(tiny_vl),
+            str(synth_data),
+            "-o",
+            str(out),
+            "--max-new-tokens",
+            "2",
+            "--recipe",
+            str(tmp_path / "r.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(out.read_text())["pixel_bounds"] == [784, 12544]
