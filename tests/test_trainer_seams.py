@@ -42,8 +42,14 @@ def test_pixel_bounds_reach_the_processor_and_the_vllm_view(tiny_vl, tmp_path):
     processor = load_processor(str(tiny_vl), min_pixels=3136, max_pixels=3136 * 4)
     assert processor.image_processor.size["longest_edge"] == 3136 * 4
     assert processor.tokenizer.padding_side == "left"
+    before = {p.name: p.read_bytes() for p in tiny_vl.iterdir() if p.is_file()}
     view = model_view(str(tiny_vl), processor, tmp_path / "view")
+    view = model_view(str(tiny_vl), processor, tmp_path / "view")  # rebuilt on the next run
     assert (view / "model.safetensors").is_symlink()
+    assert not (view / "processor_config.json").is_symlink() and not (view / "tokenizer.json").is_symlink()
+    assert {p.name: p.read_bytes() for p in tiny_vl.iterdir() if p.is_file()} == before  # source untouched
+    with pytest.raises(FileExistsError):
+        model_view(str(tiny_vl), processor, tiny_vl)  # never overwrite a folder that is not a view
     reloaded = load_processor(str(view))  # what colocated vLLM would read
     assert reloaded.image_processor.size["shortest_edge"] == 3136
     assert reloaded.image_processor.size["longest_edge"] == 3136 * 4

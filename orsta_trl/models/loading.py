@@ -95,26 +95,31 @@ def load_model(
 
 
 def model_view(model_name_or_path: str, processor, out_dir: str | Path, revision: str | None = None) -> Path:
-    """A folder that links to the model's files but holds our processor config (for colocated vLLM)."""
+    """A folder that links to the model's files but holds our processor config (for colocated vLLM).
+
+    The processor is saved first, as real files, and only the model's other files are linked: saving through
+    a link would overwrite the user's model folder. The view is rebuilt on every run.
+    """
+    import shutil
+
     source = Path(model_name_or_path)
     if not source.is_dir():
         from huggingface_hub import snapshot_download
 
         source = Path(snapshot_download(model_name_or_path, revision=revision))
     view = Path(out_dir)
-    view.mkdir(parents=True, exist_ok=True)
+    marker = view / "ORSTA_VIEW.json"
+    if view.exists():
+        if not marker.exists():
+            raise FileExistsError(f"{view} exists and is not a model view made by orsta-trl; not touching it")
+        shutil.rmtree(view)
+    view.mkdir(parents=True)
+    processor.save_pretrained(view)
     for item in source.iterdir():
         link = view / item.name
-        if item.name in (
-            "preprocessor_config.json",
-            "video_preprocessor_config.json",
-            "processor_config.json",
-        ):
-            continue
         if not link.exists():
             os.symlink(item.resolve(), link)
-    processor.save_pretrained(view)
-    (view / "ORSTA_VIEW.json").write_text(json.dumps({"source": str(source)}) + "\n")
+    marker.write_text(json.dumps({"source": str(source)}) + "\n")
     return view
 
 
