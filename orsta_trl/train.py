@@ -48,9 +48,13 @@ def run(recipe) -> OrstaRun:
     vision = is_vision_model(name)
     processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
     if vision and grpo.use_vllm and grpo.vllm_mode == "colocate":
-        name = str(
-            model_view(name, processor, Path(grpo.output_dir) / "model_view", model_args.model_revision)
-        )
+        from accelerate import PartialState
+
+        view, state = Path(grpo.output_dir) / "model_view", PartialState()
+        with state.main_process_first():  # one rank writes the view; the others wait, then read it
+            if state.is_main_process:
+                model_view(name, processor, view, model_args.model_revision)
+        name = str(view)
         _say(f"colocated vLLM reads the processor config from {name}")
     model = load_model(
         name,
