@@ -15,6 +15,11 @@ from orsta_trl.evaluation import coco_map, eval_metrics, greedy_completions, sco
 from orsta_trl.verifiers.router import RewardRouter
 
 
+def run_eval(*args) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "orsta_trl.cli", "eval", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 @pytest.fixture()
 def detection_records(tmp_path):
     rows = []
@@ -96,23 +101,7 @@ def test_eval_command(tiny_vl, synth_data, tmp_path, adapter):
         model.save_pretrained(checkpoint)
         assert (checkpoint / "adapter_config.json").exists()
     out = tmp_path / "report.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orsta_trl.cli",
-            "eval",
-            str(checkpoint),
-            str(synth_data),
-            "-o",
-            str(out),
-            "--max-new-tokens",
-            "8",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_eval(checkpoint, synth_data, "-o", out, "--max-new-tokens", 8)
     report = json.loads(out.read_text())
     assert len(report["completions"]) == 24 and report["iou_threshold"] == "average"
     assert report["pixel_bounds"] == [3136, 50176]  # the checkpoint's own processor config, not a default
@@ -124,23 +113,6 @@ def test_eval_command(tiny_vl, synth_data, tmp_path, adapter):
 def test_eval_takes_pixel_bounds_from_a_recipe(tiny_vl, synth_data, tmp_path):
     (tmp_path / "r.yaml").write_text("min_pixels: 784\nmax_pixels: 12544\n")
     out = tmp_path / "report.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orsta_trl.cli",
-            "eval",
-            str(tiny_vl),
-            str(synth_data),
-            "-o",
-            str(out),
-            "--max-new-tokens",
-            "2",
-            "--recipe",
-            str(tmp_path / "r.yaml"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = run_eval(tiny_vl, synth_data, "-o", out, "--max-new-tokens", 2, "--recipe", tmp_path / "r.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(out.read_text())["pixel_bounds"] == [784, 12544]
