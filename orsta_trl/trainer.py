@@ -33,7 +33,7 @@ from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze
 from orsta_trl.monitor.dumps import CompletionDumper
 from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, rows_from_scored
 from orsta_trl.monitor.summary import SourceSummary
-from orsta_trl.verifiers.router import completion_text
+from orsta_trl.verifiers.router import completion_text, messages_text
 
 PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
 
@@ -106,7 +106,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         truncated = [not ids or ids[-1] not in stops for ids in completion_ids_list]
         texts = [completion_text(c) for c in completions]
         rows = rows_from_scored(self.router.last, lengths, truncated, texts, [None] * len(texts))
-        prompt_texts = [prompt_text(p) for p in prompts] if self.dumper else [""] * len(rows)
+        prompt_texts = [messages_text(p, sep="\n") for p in prompts] if self.dumper else [""] * len(rows)
         gathered = gather_object(list(zip(rows, prompt_texts, strict=True)))
         step = self.state.global_step
         # TRL groups advantages by consecutive num_generations completions of the gathered batch
@@ -214,22 +214,6 @@ def eval_summary(metrics: dict[str, float]) -> str:
         f"  length {m.get('length/mean', float('nan')):.1f}"
         for source, m in sorted(table.items())
     )
-
-
-def prompt_text(prompt) -> str:
-    """The prompt's text (all messages' text parts), for dumps."""
-    if isinstance(prompt, str):
-        return prompt
-    pieces = []
-    for message in prompt:
-        content = message.get("content")
-        if isinstance(content, str):
-            pieces.append(content)
-        else:
-            pieces.extend(
-                p.get("text") or "" for p in content or [] if isinstance(p, dict) and p.get("type") == "text"
-            )
-    return "\n".join(pieces)
 
 
 def replace_placeholders(completion_ids: list[list[int]], placeholder_ids, pad_id: int):

@@ -525,16 +525,16 @@ def random_case(rng: random.Random):
         least = 1.0 if integer else 1e-3
         return (coord(x), coord(y), coord(x) + max(coord(w), least), coord(y) + max(coord(h), least), label)
 
-    gt = [
-        box(
+    def any_box():
+        return box(
             rng.uniform(0, 300),
             rng.uniform(0, 300),
             rng.uniform(2, 80),
             rng.uniform(2, 80),
             rng.choice(labels),
         )
-        for _ in range(rng.randint(0, 5))
-    ]
+
+    gt = [any_box() for _ in range(rng.randint(0, 5))]
     pred = []
     for _ in range(rng.randint(0, 8)):
         kind = rng.random()
@@ -555,15 +555,7 @@ def random_case(rng: random.Random):
         elif kind < 0.85:  # a tiny box
             pred.append(box(rng.uniform(0, 300), rng.uniform(0, 300), 0.5, 0.5, rng.choice(labels)))
         else:
-            pred.append(
-                box(
-                    rng.uniform(0, 300),
-                    rng.uniform(0, 300),
-                    rng.uniform(2, 80),
-                    rng.uniform(2, 80),
-                    rng.choice(labels),
-                )
-            )
+            pred.append(any_box())
     return pred, gt
 
 

@@ -217,15 +217,27 @@ def training_progress(trainer_state) -> float:
     return min(1.0, max(0.0, trainer_state.global_step / trainer_state.max_steps))
 
 
-def completion_text(completion) -> str:
-    """The text of a TRL completion: a string, or a list of messages whose contents are joined."""
-    if isinstance(completion, str):
-        return completion
+def messages_text(messages, sep: str = "") -> str:
+    """The text of a string or of chat messages (string contents, or the text of their parts), joined by ``sep``.
+
+    >>> messages_text([{"role": "assistant", "content": "a"}, {"role": "user", "content": [{"type": "image",
+    ...     "text": None}, {"type": "text", "text": "b"}]}], sep="|")
+    'a|b'
+    """
+    if isinstance(messages, str):
+        return messages
     pieces = []
-    for message in completion or []:
+    for message in messages or []:
         content = message.get("content") if isinstance(message, dict) else message
         if isinstance(content, list):
-            pieces.extend(p.get("text") or "" for p in content if isinstance(p, dict))
+            pieces.extend(
+                p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            )
         elif content is not None:
             pieces.append(str(content))
-    return "".join(pieces)
+    return sep.join(pieces)
+
+
+def completion_text(completion) -> str:
+    """The text of a TRL completion: a string, or a list of messages whose contents are joined."""
+    return messages_text(completion)
