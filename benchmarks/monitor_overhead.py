@@ -26,23 +26,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def rows_benchmark() -> None:
-    from orsta_trl.monitor.source_metrics import SampleRow, compute_metrics
+    from orsta_trl.monitor.source_metrics import compute_metrics
+    from orsta_trl.rewards.sample import Sample
 
     rng = random.Random(0)
     words = ["so", "wait", "let me verify", "thus", "re-check"]
     rows = [
-        SampleRow(
-            f"source_{i % 4}",
-            str(i),
-            rng.random(),
-            float(rng.random() > 0.5),
-            1.0,
-            {"precision@0.5": rng.random(), "ap": rng.random()},
-            rng.choice([None, None, "no_answer"]),
-            rng.randint(10, 2048),
-            rng.random() < 0.1,
-            " ".join(rng.choices(words, k=200)),
-            i // 8,
+        Sample(
+            data_source=f"source_{i % 4}",
+            id=str(i),
+            reward=rng.random(),
+            accuracy=float(rng.random() > 0.5),
+            format=1.0,
+            parts={"precision@0.5": rng.random(), "ap": rng.random()},
+            reason=rng.choice([None, None, "no_answer"]),
+            length=rng.randint(10, 2048),
+            truncated=rng.random() < 0.1,
+            text=" ".join(rng.choices(words, k=200)),
+            group=i // 8,
         )
         for i in range(1024)
     ]
@@ -57,10 +58,10 @@ def _timed(fn) -> float:
 
 
 def training_benchmark(steps: int) -> None:
+    from orsta_trl.api import train
     from orsta_trl.data.synth import synth
     from orsta_trl.models.tiny import make_tiny_vl
     from orsta_trl.recipe import load_recipe
-    from orsta_trl.train import run
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -79,7 +80,7 @@ def training_benchmark(steps: int) -> None:
                     "dump_completions": dump,
                 },
             )
-            history = run(recipe).trainer.state.log_history
+            history = train(recipe).trainer.state.log_history
             step = [h["step_time"] for h in history if "step_time" in h][5:]  # skip warm-up steps
             monitor = [h["monitor/seconds"] for h in history if "monitor/seconds" in h][5:]
             print(

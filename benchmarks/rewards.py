@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from orsta_trl.data.records import Record, prepare_reward  # noqa: E402
-from orsta_trl.verifiers.router import RewardRouter, RewardSettings  # noqa: E402
+from orsta_trl.rewards import RewardRouter, RewardSettings  # noqa: E402
 
 GROUP = 8  # completions per prompt, as in GRPO
 
@@ -189,9 +189,9 @@ def throughput(records, keys, texts, settings, warm_up=None, trials: int = 3) ->
         try:
             router.start()
             if warm_up:
-                router.score(warm_up[1], warm_up[2])
+                router.score(router.lookup(warm_up[1]), warm_up[2])
             start = time.perf_counter()
-            router.score(keys, texts)
+            router.score(router.lookup(keys), texts)
             best = max(best, len(texts) / (time.perf_counter() - start))
         finally:
             router.close()
@@ -278,7 +278,7 @@ def main() -> None:
     try:
         router.start()
         start = time.perf_counter()
-        scored = router.score(p_keys, p_texts)
+        scored = router.score(router.lookup(p_keys), p_texts)
         wall = time.perf_counter() - start
     finally:
         router.close()

@@ -15,6 +15,25 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
+
+from orsta_trl.data.records import DatasetError
+from orsta_trl.errors import OrstaError, RecipeError
+
+
+def exit_on_error(run: Callable[[], int | None]) -> int:
+    """Run a command; a library error (bad recipe, bad data, a verifier not ready) becomes one message on
+    stderr and exit status 1. The only place where errors turn into exit codes."""
+    try:
+        return run() or 0
+    except DatasetError as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        print(f"{len(exc.errors)} invalid record(s)", file=sys.stderr)
+        return 1
+    except OrstaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _make_tiny(args) -> None:
@@ -33,18 +52,9 @@ def _synth(args) -> None:
 
 
 def _check_data(args) -> int:
-    from orsta_trl.data.records import DatasetError, load_records
+    from orsta_trl.data.records import load_records
 
-    try:
-        records = load_records(args.paths)
-    except DatasetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} invalid record(s)", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    records = load_records(args.paths)
     by_source = defaultdict(list)
     for record in records:
         by_source[record.data_source].append(record)
@@ -63,7 +73,7 @@ def _check_data(args) -> int:
 
 
 def _check_recipe(args) -> int:
-    from orsta_trl.recipe import RecipeError, load_recipe
+    from orsta_trl.recipe import load_recipe
 
     failed = 0
     for path in args.recipes:
@@ -81,38 +91,27 @@ def _check_recipe(args) -> int:
 
 def _score(args) -> int:
     from orsta_trl.score import score_files, summary_table
-    from orsta_trl.verifiers.base import NotReady
 
-    try:
-        rows = score_files(
-            args.records, args.completions, args.output, progress=args.progress, recipe_path=args.recipe
-        )
-    except (KeyError, ValueError, NotReady) as exc:
-        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 1
+    rows = score_files(
+        args.records, args.completions, args.output, progress=args.progress, recipe_path=args.recipe
+    )
     print(summary_table(rows), file=sys.stderr)
     print(f"wrote {len(rows)} line(s) to {args.output}", file=sys.stderr)
     return 0
 
 
 def _eval(args) -> int:
-    from orsta_trl.data.records import DatasetError
     from orsta_trl.evaluation import eval_table, evaluate_checkpoint
-    from orsta_trl.verifiers.base import NotReady
 
-    try:
-        report = evaluate_checkpoint(
-            args.checkpoint,
-            args.data,
-            output=args.output,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            iou_threshold=args.iou_threshold,
-            recipe_path=args.recipe,
-        )
-    except (DatasetError, NotReady) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    report = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        output=args.output,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        iou_threshold=args.iou_threshold,
+        recipe_path=args.recipe,
+    )
     print(eval_table(report))
     if args.output:
         print(f"wrote {args.output}")
@@ -193,11 +192,9 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "train":
         from orsta_trl.train import main as train_main
 
-        train_main(argv[1:])
-        return
+        raise SystemExit(train_main(argv[1:]))
     args = build_parser().parse_args(argv)
-    code = args.func(args)
-    raise SystemExit(code or 0)
+    raise SystemExit(exit_on_error(lambda: args.func(args)))
 
 
 if __name__ == "__main__":

@@ -20,16 +20,10 @@ import torch
 
 from orsta_trl.data.records import Record
 from orsta_trl.data.rows import prompt_messages
-from orsta_trl.monitor.source_metrics import (
-    DEFAULT_REFLECTION_WORDS,
-    SampleRow,
-    compute_metrics,
-    finalize,
-    split_tag,
-)
-from orsta_trl.verifiers.router import RewardRouter
-
-PLACEHOLDERS = ("<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
+from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
+from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, compute_metrics, finalize, parse_tag
+from orsta_trl.rewards.router import RewardRouter
+from orsta_trl.rewards.sample import Sample
 
 
 @dataclass
@@ -67,13 +61,8 @@ def greedy_completions(
 
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
     vision = tokenizer is not processing_class
-    eos_ids = model.generation_config.eos_token_id
-    eos_ids = set([eos_ids] if isinstance(eos_ids, int) else (eos_ids or [tokenizer.eos_token_id]))
-    suppress = [
-        i
-        for i in (tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDERS)
-        if i is not None and i != tokenizer.unk_token_id
-    ]
+    stops = stop_ids(tokenizer, model.generation_config.eos_token_id or None)
+    suppress = placeholder_ids(tokenizer)
     was_training = model.training
     model.eval()
     out: list[Generated] = []
@@ -113,50 +102,31 @@ def greedy_completions(
         )
         completion_ids = generated[:, inputs["input_ids"].shape[1] :].tolist()
         for ids in completion_ids:
-            end = next((i for i, t in enumerate(ids) if t in eos_ids), None)
-            kept = ids if end is None else ids[: end + 1]
-            text = tokenizer.decode(kept, skip_special_tokens=True)
-            out.append(Generated(text, len(kept), end is None))
+            kept, truncated = trim_at_stop(ids, stops)
+            out.append(Generated(tokenizer.decode(kept, skip_special_tokens=True), len(kept), truncated))
     model.train(was_training)
     return out
 
 
 def score_generated(
-    router: RewardRouter,
-    records: list[Record],
-    generated: list[Generated],
-    iou_override="average",
-    split: str | None = None,
-) -> list[SampleRow]:
-    """Score greedy completions with the fixed IoU setting; one row per record (added to ``router`` as ``split``)."""
-    keys = [router.key(r, split) for r in records]
-    scored = router.score(keys, [g.text for g in generated], 1.0, iou_override=iou_override)
+    router: RewardRouter, records: list[Record], generated: list[Generated], iou_override="average"
+) -> list[Sample]:
+    """Score greedy completions against their records with the fixed IoU setting; one sample per record."""
+    samples = router.score(records, [g.text for g in generated], 1.0, iou_override=iou_override)
     return [
-        SampleRow(
-            s.data_source,
-            s.id,
-            s.reward,
-            s.verdict.accuracy,
-            s.verdict.format,
-            dict(s.verdict.parts),
-            s.verdict.reason,
-            g.length,
-            g.truncated,
-            g.text,
-            (s.data_source, s.id),
-        )
-        for s, g in zip(scored, generated, strict=True)
+        s.with_generation(g.length, g.truncated, group=(s.data_source, s.id))
+        for s, g in zip(samples, generated, strict=True)
     ]
 
 
 def eval_metrics(
-    rows: list[SampleRow], correct_threshold: float = 1.0, reflection_words=DEFAULT_REFLECTION_WORDS
+    rows: list[Sample], correct_threshold: float = 1.0, reflection_words=DEFAULT_REFLECTION_WORDS
 ) -> dict[str, float]:
-    """``{"eval/<data_source>/<metric>": value}`` over all rows (gathered from every rank).
+    """``{"eval/source/<data_source>/<metric>": value}`` over all rows (gathered from every rank).
 
     ``groups/zero_spread`` is left out: with one greedy completion per prompt every group is trivially flat.
     """
-    metrics = finalize(compute_metrics(rows, correct_threshold, reflection_words), prefix="eval")
+    metrics = finalize(compute_metrics(rows, correct_threshold, reflection_words), split="eval")
     return {tag: value for tag, value in metrics.items() if not tag.endswith("/groups/zero_spread")}
 
 
@@ -173,9 +143,7 @@ def per_source_subset(records: list[Record], limit: int) -> list[Record]:
     return kept
 
 
-def coco_map(
-    records: list[Record], rows: list[SampleRow], router: RewardRouter
-) -> dict[str, dict[str, float]]:
+def coco_map(records: list[Record], rows: list[Sample], router: RewardRouter) -> dict[str, dict[str, float]]:
     """Dataset-level COCO mAP / AP50 / AP75 per detection source (pycocotools; every box scored 1.0)."""
     import contextlib
     import io
@@ -185,7 +153,7 @@ def coco_map(
 
     from orsta_trl.verifiers.detection import predicted_boxes
 
-    by_source: dict[str, list[tuple[Record, SampleRow]]] = defaultdict(list)
+    by_source: dict[str, list[tuple[Record, Sample]]] = defaultdict(list)
     for record, row in zip(records, rows, strict=True):
         if record.reward.verifier.name == "detection":
             by_source[record.data_source].append((record, row))
@@ -347,7 +315,7 @@ def eval_table(report: dict) -> str:
     """Per-source table of an evaluation report."""
     sources: dict[str, dict[str, float]] = defaultdict(dict)
     for tag, value in report["metrics"].items():
-        source, metric = split_tag(tag.split("/", 1)[1])
+        _, source, metric = parse_tag(tag)
         sources[source][metric] = value
     header = (
         f"{'data_source':<24} {'reward':>7} {'accuracy':>9} {'format':>7} {'length':>7} "

@@ -18,8 +18,14 @@ from typing import Any
 
 import yaml
 
+from orsta_trl.errors import RecipeError
 from orsta_trl.keys import unknown_key_message
-from orsta_trl.verifiers.base import DEFAULT_IOU_SCHEDULE, DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS
+from orsta_trl.verifiers.base import (
+    DEFAULT_IOU_SCHEDULE,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_PIXELS,
+    RewardSettings,
+)
 
 
 @dataclass
@@ -68,11 +74,15 @@ class OrstaConfig:
     reward_timeout_s: float = field(
         default=2.0,
         metadata={
-            "help": "Hard per-completion time limit for verifiers that run in worker processes (math, tool)."
+            "help": "Per-job CPU-time limit, in seconds, of verifiers that run in worker processes (math, tool); "
+            "a wall-clock backstop catches jobs that stall without using CPU."
         },
     )
     reward_workers: int = field(
-        default=0, metadata={"help": "Warm reward worker processes per rank (0: one per usable core)."}
+        default=0,
+        metadata={
+            "help": "Reward worker processes per rank (0: the usable cores divided among the node's ranks)."
+        },
     )
     rewrite_embedder: str | None = field(
         default=None,
@@ -140,26 +150,26 @@ class OrstaConfig:
 
         validate_schedule(self.iou_schedule)
 
-    def reward_settings(self):
-        from orsta_trl.verifiers.router import RewardSettings
-
-        return RewardSettings(
-            self.min_pixels,
-            self.max_pixels,
-            tuple(tuple(p) for p in self.iou_schedule),
-            self.reward_timeout_s,
-            self.reward_workers,
-            self.rewrite_embedder,
-        )
+    def reward_settings(self) -> RewardSettings:
+        """The reward settings of this recipe, one object, filled by field name (each is a recipe key)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(RewardSettings)}
+        values["iou_schedule"] = tuple(tuple(p) for p in self.iou_schedule)
+        return RewardSettings(**values)
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:
     """Only our keys of a recipe (pixel bounds, IoU schedule, ...), for tools that do not train; none: defaults."""
     if path is None:
         return OrstaConfig()
-    values = read_yaml(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        values = read_yaml(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RecipeError(f"{path}: cannot read the recipe: {exc}") from None
     names = {f.name for f in dataclasses.fields(OrstaConfig)}
-    return OrstaConfig(**{k: v for k, v in values.items() if k in names})
+    try:
+        return OrstaConfig(**{k: v for k, v in values.items() if k in names})
+    except (TypeError, ValueError) as exc:
+        raise RecipeError(f"{path}: {exc}") from None
 
 
 @dataclass
@@ -168,10 +178,6 @@ class Recipe:
     model: Any  # trl.ModelConfig
     orsta: OrstaConfig
     path: str | None = None
-
-
-class RecipeError(ValueError):
-    """A recipe key that does not exist or a value that does not fit."""
 
 
 def recipe_fields() -> dict[str, list[type]]:
@@ -195,6 +201,8 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
         if not token.startswith("--"):
             raise RecipeError(f"expected --key value after the recipe path, got {token!r}")
         key, eq, value = token[2:].partition("=")
+        if not key:
+            raise RecipeError(f"expected --key value, got {token!r} (no key)")
         if not eq:
             if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
                 value = "true"  # a bare flag
@@ -207,18 +215,49 @@ def parse_overrides(argv: list[str]) -> dict[str, Any]:
 
 
 def load_recipe(
-    path: str | Path | None, overrides: list[str] | dict | None = None, *, check: bool = False
+    path: str | Path | None = None,
+    overrides: list[str] | dict | None = None,
+    *,
+    check: bool = False,
+    **keys: Any,
 ) -> Recipe:
-    """Read a YAML recipe (or none), apply ``--key value`` overrides, and build the three configs."""
+    """Read a YAML recipe (or none), apply overrides, and build the three configs.
+
+    Args:
+        path: a flat YAML recipe, or None for TRL's and our defaults.
+        overrides: ``["--key", "value", ...]`` as on the command line, or a dict of recipe keys.
+        check: validate a GPU recipe on a machine without one (bf16/fp16 are checked as booleans only).
+        **keys: more recipe keys as keyword arguments; they win over ``overrides`` and the file.
+
+    Returns:
+        A :class:`Recipe` with ``grpo`` (TRL's GRPOConfig), ``model`` (ModelConfig) and ``orsta``
+        (:class:`OrstaConfig`).
+
+    Raises:
+        RecipeError: an unknown key (with the nearest valid one), a value of the wrong type, or a file that
+        cannot be read.
+
+    >>> recipe = load_recipe(None, max_steps=3, use_cpu=True, bf16=False, output_dir="/tmp/orsta-doc")
+    >>> recipe.grpo.max_steps, recipe.orsta.freeze_vision
+    (3, True)
+    """
     values: dict[str, Any] = {}
     if path is not None:
-        loaded = read_yaml(Path(path).read_text(encoding="utf-8")) or {}
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RecipeError(f"{path}: cannot read the recipe ({exc.strerror or exc})") from None
+        try:
+            loaded = read_yaml(text) or {}
+        except yaml.YAMLError as exc:
+            raise RecipeError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise RecipeError(f"{path}: a recipe is a flat mapping of keys to values")
         values.update(loaded)
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
     values.update(overrides or {})
+    values.update(keys)
     return build_recipe(values, path=str(path) if path else None, check=check)
 
 

@@ -8,12 +8,15 @@ What it changes, and why:
   feature count of the training forward. HF generation suppresses only ``<|image_pad|>`` and vLLM suppresses
   nothing, so every placeholder (image, video, vision pad) is replaced by the pad token on both paths before
   log-probs are recomputed, as V-Triune does; the number replaced is logged.
-* ``_calculate_rewards``: after TRL calls the router, this rank's verdicts, completion lengths and truncation
-  are gathered from every rank (so every rank holds the same per-sample rows and logs the same values), fed to
-  the source monitor, the end-of-run summary and, on the main process, the completion dumps.
-* ``log``: adds the monitor's per-source window (``source/<data_source>/<metric>``) to each training log.
-* Evaluation (a callback): greedy, decoupled from the reward schedule, before the first step and every
-  ``eval_steps``, logged as ``eval/<data_source>/<metric>``. TRL's own sampled evaluation is not used.
+* ``reward_funcs``: the one reward function TRL calls is the router's, made by
+  :meth:`RewardRouter.reward_function`: it returns the rewards to TRL and hands the same call's samples to
+  :meth:`_record_samples`, which adds completion lengths and truncation, gathers every rank's samples (so every
+  rank holds the same rows and logs the same values), and feeds the source monitor, the end-of-run summary and,
+  on the main process, the completion dumps. No verdict is read back from router state.
+* ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log.
+* Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
+  before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. TRL's own
+  sampled evaluation is not used.
 
 Deviation from TRL: nothing in the loss or the advantage computation is changed.
 """
@@ -29,16 +32,24 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import GRPOTrainer
 
+from orsta_trl.data.chat import messages_text
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
+from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
 from orsta_trl.monitor.dumps import CompletionDumper
-from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, rows_from_scored
+from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, TAG_PREFIX, SourceMonitor, parse_tag
 from orsta_trl.monitor.summary import SourceSummary
-from orsta_trl.verifiers.router import completion_text, messages_text
-
-PLACEHOLDER_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
 
 
 class OrstaGRPOTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer, scored by a :class:`~orsta_trl.rewards.router.RewardRouter`.
+
+    Args:
+        router: scores every completion against its record (its records are the training records).
+        orsta: our recipe settings (:class:`orsta_trl.recipe.OrstaConfig`); defaults when None.
+        eval_records: held-out records of the decoupled evaluation (the trainer owns them; none: no evaluation).
+        *args, **kwargs: as for ``trl.GRPOTrainer``, without ``reward_funcs``.
+    """
+
     def __init__(self, *args, router, orsta=None, eval_records=None, **kwargs):
         from orsta_trl.recipe import OrstaConfig
 
@@ -49,19 +60,20 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.orsta = orsta or OrstaConfig()
         self.eval_records = list(eval_records or [])
         self.summary = SourceSummary()
-        super().__init__(*args, reward_funcs=[router], **kwargs)
+        super().__init__(*args, reward_funcs=[router.reward_function(self._record_samples)], **kwargs)
         enforce_left_padding(self.processing_class)
         if self.orsta.freeze_vision:
             freeze_vision(self.model, freeze_merger=self.orsta.freeze_merger)
         self.parameter_counts = parameter_counts(self.model)
         if self.accelerator.is_main_process:
             print(format_counts(self.parameter_counts), flush=True)
-        tokenizer = self._tokenizer
-        ids = [tokenizer.convert_tokens_to_ids(t) for t in PLACEHOLDER_TOKENS]
-        self._placeholder_ids = sorted({i for i in ids if i is not None and i != tokenizer.unk_token_id})
+        self._placeholder_ids = placeholder_ids(self._tokenizer)
+        self._stop_ids = stop_ids(self._tokenizer, self.eos_token_ids)
         words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
         sources = sorted({r.data_source for r in router.records.values()})
         self.source_monitor = SourceMonitor(sources, self.orsta.correct_threshold, words)
+        #: Every per-source value logged in this run: {"step", "tag", "value"} (train and eval).
+        self.source_history: list[dict] = []
         self.dumper = (
             CompletionDumper(
                 self.args.output_dir, self.orsta.dump_completions, self.orsta.dump_format, seed=self.args.seed
@@ -91,21 +103,14 @@ class OrstaGRPOTrainer(GRPOTrainer):
             self._metrics[mode]["completions/placeholders_replaced"].append(float(replaced))
         return completion_ids, logprobs
 
-    # ---- rewards: verdicts → per-source monitor, summary and dumps
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self.model.training and len(self.router.last) == len(completion_ids_list):
-            started = time.perf_counter()
-            self._monitor(prompts, completions, completion_ids_list)
-            self._metrics["train"]["monitor/seconds"].append(time.perf_counter() - started)
-        return rewards
-
-    def _monitor(self, prompts, completions, completion_ids_list) -> None:
-        stops = {*self.eos_token_ids, self._tokenizer.pad_token_id}
-        lengths = [len(ids) for ids in completion_ids_list]
-        truncated = [not ids or ids[-1] not in stops for ids in completion_ids_list]
-        texts = [completion_text(c) for c in completions]
-        rows = rows_from_scored(self.router.last, lengths, truncated, texts, [None] * len(texts))
+    # ---- rewards: the router's samples of this call → per-source monitor, summary and dumps
+    def _record_samples(self, samples, *, prompts, completion_ids) -> None:
+        """Called by the reward function with the samples it scored (this rank's), before TRL gets the rewards."""
+        if not self.model.training:  # TRL's own evaluation loop is not used; nothing to record
+            return
+        started = time.perf_counter()
+        trimmed = [trim_at_stop(ids, self._stop_ids) for ids in completion_ids]
+        rows = [s.with_generation(len(ids), cut) for s, (ids, cut) in zip(samples, trimmed, strict=True)]
         prompt_texts = [messages_text(p, sep="\n") for p in prompts] if self.dumper else [""] * len(rows)
         gathered = gather_object(list(zip(rows, prompt_texts, strict=True)))
         step = self.state.global_step
@@ -118,10 +123,15 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.summary.update(step, rows)
         if self.dumper is not None and self.accelerator.is_main_process:
             self.dumper.write(step + 1, rows, [p for _, p in gathered])
+        self._metrics["train"]["monitor/seconds"].append(time.perf_counter() - started)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and "loss" in logs:
-            logs = {**logs, **self.source_monitor.flush()}
+            window = self.source_monitor.flush()
+            self.source_history.extend(
+                {"step": self.state.global_step, "tag": tag, "value": value} for tag, value in window.items()
+            )
+            logs = {**logs, **{log_key(tag): value for tag, value in window.items()}}
         super().log(logs, start_time)
 
     # ---- decoupled evaluation
@@ -146,9 +156,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
                 max_new_tokens=self.max_completion_length,
                 batch_size=self.args.per_device_eval_batch_size,
             )
-        rows = score_generated(
-            self.router, shard, generated[: len(shard)], self.orsta.eval_iou_threshold, "eval"
-        )
+        rows = score_generated(self.router, shard, generated[: len(shard)], self.orsta.eval_iou_threshold)
         rows = gather_object(rows)
         words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
         return eval_metrics(rows, self.orsta.correct_threshold, words)
@@ -162,10 +170,11 @@ class _SourceEvalCallback(TrainerCallback):
 
     def _run(self, state) -> None:
         metrics = self.trainer.evaluate_sources()
-        # "eval_" keys become "eval/<source>/<metric>" tags in TensorBoard (transformers' rewrite_logs). Logged
-        # with transformers' Trainer.log: GRPOTrainer.log would fold the pending training metrics in.
-        logs = {f"eval_{tag.removeprefix('eval/')}": value for tag, value in metrics.items()}
-        super(GRPOTrainer, self.trainer).log(logs)
+        self.trainer.source_history.extend(
+            {"step": state.global_step, "tag": tag, "value": value} for tag, value in metrics.items()
+        )
+        # Logged with transformers' Trainer.log: GRPOTrainer.log would fold the pending training metrics in.
+        super(GRPOTrainer, self.trainer).log({log_key(tag): value for tag, value in metrics.items()})
         if self.trainer.accelerator.is_main_process:
             print(
                 f"\n[orsta-trl] evaluation at step {state.global_step}:\n{eval_summary(metrics)}", flush=True
@@ -183,9 +192,25 @@ class _SourceEvalCallback(TrainerCallback):
             control.should_log = should_log
 
 
+def log_key(tag: str) -> str:
+    """The key to hand ``Trainer.log`` so that transformers' TensorBoard callback writes exactly ``tag``.
+
+    Its ``rewrite_logs`` prepends ``train/`` to every key and turns a leading ``eval_`` into ``eval/``; this is
+    the inverse, so the monitor's tags reach TensorBoard unchanged.
+
+    >>> log_key("train/source/math/reward"), log_key("eval/source/math/reward")
+    ('source/math/reward', 'eval_source/math/reward')
+    """
+    split, _, rest = tag.partition("/")
+    return rest if split == "train" else f"{split}_{rest}"
+
+
+_CONSOLE_HIDDEN = tuple(log_key(prefix + "/") for prefix in TAG_PREFIX.values())
+
+
 def is_console_key(key: str) -> bool:
     """Per-source keys go to TensorBoard only; the console keeps TRL's headline numbers."""
-    return not (key.startswith("source/") or (key.startswith("eval_") and "/" in key))
+    return not key.startswith(_CONSOLE_HIDDEN)
 
 
 def _console(printer: type) -> type:
@@ -203,11 +228,9 @@ def _console(printer: type) -> type:
 
 def eval_summary(metrics: dict[str, float]) -> str:
     """One line per source: reward, accuracy, mean length (the console view of an evaluation)."""
-    from orsta_trl.monitor.source_metrics import split_tag
-
     table: dict[str, dict[str, float]] = {}
     for tag, value in metrics.items():
-        source, metric = split_tag(tag.removeprefix("eval/"))
+        _, source, metric = parse_tag(tag)
         table.setdefault(source, {})[metric] = value
     return "\n".join(
         f"  {source:<24} reward {m.get('reward', float('nan')):.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"

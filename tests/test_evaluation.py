@@ -12,7 +12,7 @@ from PIL import Image
 
 from orsta_trl.data.records import load_records
 from orsta_trl.evaluation import coco_map, eval_metrics, greedy_completions, score_generated
-from orsta_trl.verifiers.router import RewardRouter
+from orsta_trl.rewards.router import RewardRouter
 
 
 def run_eval(*args) -> subprocess.CompletedProcess:
@@ -58,7 +58,7 @@ def test_coco_map_of_perfect_and_partial_predictions(detection_records):
     perfect = [Generated(answer(b), 10, False) for b in boxes]
     rows = score_generated(router, records, perfect)
     assert coco_map(records, rows, router) == {"det": {"map": 1.0, "map50": 1.0, "map75": 1.0}}
-    assert eval_metrics(rows)["eval/det/accuracy"] == 1.0
+    assert eval_metrics(rows)["eval/source/det/accuracy"] == 1.0
 
     partial = [
         Generated(answer([[10, 10, 40, 40]]), 10, False),
@@ -106,7 +106,7 @@ def test_eval_command(tiny_vl, synth_data, tmp_path, adapter):
     assert len(report["completions"]) == 24 and report["iou_threshold"] == "average"
     assert report["pixel_bounds"] == [3136, 50176]  # the checkpoint's own processor config, not a default
     assert {"synth_detection", "synth_grounding"} <= set(report["coco"])
-    assert "eval/synth_ocr/reward" in report["metrics"]
+    assert "eval/source/synth_ocr/reward" in report["metrics"]
     assert "synth_math" in result.stdout and "mAP" in result.stdout
 
 

@@ -9,17 +9,35 @@ import pytest
 from orsta_trl.monitor.dumps import CompletionDumper, read_dump, sample_indices
 from orsta_trl.monitor.source_metrics import (
     DEFAULT_REFLECTION_WORDS,
-    SampleRow,
     SourceMonitor,
     aggregate,
     compute_metrics,
     finalize,
     is_metric,
-    rows_from_scored,
+    parse_tag,
     split_tag,
 )
-from orsta_trl.verifiers.base import Verdict
-from orsta_trl.verifiers.router import Scored
+from orsta_trl.rewards.sample import Sample
+
+_FIELDS = (
+    "data_source",
+    "id",
+    "reward",
+    "accuracy",
+    "format",
+    "parts",
+    "reason",
+    "length",
+    "truncated",
+    "text",
+)
+
+
+def SampleRow(*values, **named) -> Sample:  # noqa: N802 (reads like the row it builds)
+    """A Sample from values in the order of the hand-computed table below."""
+    *values, group = values if len(values) == 11 else (*values, named.pop("group", None))
+    return Sample(**dict(zip(_FIELDS, values, strict=False)), **named, group=group)
+
 
 # math: m1/m2 share prompt group g1 (rewards 1.0, 0.5: spread), m3/m4 share g2 (1.0, 1.0: zero spread).
 M1 = SampleRow(
@@ -55,40 +73,40 @@ def _counts(prefix: str, **nonzero: float) -> dict[str, float]:
 
 
 EXPECTED = {
-    "source/math/reward": 3.5 / 4,
-    "source/math/accuracy": 0.75,
-    "source/math/format": 0.75,
-    "source/math/reason/none": 0.75,
-    "source/math/reason/no_answer": 0.25,
-    "source/math/length/mean": 25.0,
-    "source/math/length/correct": 80 / 3,
-    "source/math/length/incorrect": 20.0,
-    "source/math/truncated/ratio": 0.25,
-    "source/math/truncated/correct": 0.0,
-    "source/math/truncated/incorrect": 1.0,
-    "source/math/reflection/ratio": 0.5,
-    "source/math/reflection/ratio_correct": 2 / 3,
-    "source/math/reflection/ratio_incorrect": 0.0,
-    "source/math/reflection/accuracy_reflective": 1.0,
-    "source/math/reflection/accuracy_nonreflective": 0.5,
-    **_counts("source/math", recheck=2 / 4, wait=3 / 4, verify=1 / 4),
-    "source/math/groups/zero_spread": 0.5,
-    "source/det/reward": 0.6,
-    "source/det/accuracy": 0.5,
-    "source/det/format": 1.0,
-    "source/det/part/iou": 0.6,
-    "source/det/part/f1": 0.6,
-    "source/det/reason/none": 0.5,
-    "source/det/reason/unparsable_boxes": 0.5,
-    "source/det/length/mean": 10.0,
-    "source/det/length/incorrect": 10.0,
-    "source/det/truncated/ratio": 0.5,
-    "source/det/truncated/incorrect": 0.5,
-    "source/det/reflection/ratio": 1.0,
-    "source/det/reflection/ratio_incorrect": 1.0,
-    "source/det/reflection/accuracy_reflective": 0.5,
-    **_counts("source/det", yet=0.5, re_check=1.0),
-    "source/det/groups/zero_spread": 1.0,
+    "train/source/math/reward": 3.5 / 4,
+    "train/source/math/accuracy": 0.75,
+    "train/source/math/format": 0.75,
+    "train/source/math/reason/none": 0.75,
+    "train/source/math/reason/no_answer": 0.25,
+    "train/source/math/length/mean": 25.0,
+    "train/source/math/length/correct": 80 / 3,
+    "train/source/math/length/incorrect": 20.0,
+    "train/source/math/truncated/ratio": 0.25,
+    "train/source/math/truncated/correct": 0.0,
+    "train/source/math/truncated/incorrect": 1.0,
+    "train/source/math/reflection/ratio": 0.5,
+    "train/source/math/reflection/ratio_correct": 2 / 3,
+    "train/source/math/reflection/ratio_incorrect": 0.0,
+    "train/source/math/reflection/accuracy_reflective": 1.0,
+    "train/source/math/reflection/accuracy_nonreflective": 0.5,
+    **_counts("train/source/math", recheck=2 / 4, wait=3 / 4, verify=1 / 4),
+    "train/source/math/groups/zero_spread": 0.5,
+    "train/source/det/reward": 0.6,
+    "train/source/det/accuracy": 0.5,
+    "train/source/det/format": 1.0,
+    "train/source/det/part/iou": 0.6,
+    "train/source/det/part/f1": 0.6,
+    "train/source/det/reason/none": 0.5,
+    "train/source/det/reason/unparsable_boxes": 0.5,
+    "train/source/det/length/mean": 10.0,
+    "train/source/det/length/incorrect": 10.0,
+    "train/source/det/truncated/ratio": 0.5,
+    "train/source/det/truncated/incorrect": 0.5,
+    "train/source/det/reflection/ratio": 1.0,
+    "train/source/det/reflection/ratio_incorrect": 1.0,
+    "train/source/det/reflection/accuracy_reflective": 0.5,
+    **_counts("train/source/det", yet=0.5, re_check=1.0),
+    "train/source/det/groups/zero_spread": 1.0,
 }
 
 
@@ -108,7 +126,7 @@ def test_absent_splits_and_unseen_sources_are_absent_not_zero():
     monitor = SourceMonitor(["math", "det", "ocr"])
     monitor.update(ROWS)
     values = monitor.flush()
-    assert not any(k.startswith("source/ocr/") for k in values)
+    assert not any(k.startswith("train/source/ocr/") for k in values)
     # nothing in det is correct at threshold 1.0, and nothing is non-reflective
     for metric in (
         "length/correct",
@@ -116,7 +134,7 @@ def test_absent_splits_and_unseen_sources_are_absent_not_zero():
         "reflection/ratio_correct",
         "reflection/accuracy_nonreflective",
     ):
-        assert f"source/det/{metric}" not in values
+        assert f"train/source/det/{metric}" not in values
     assert all(v == v for v in values.values())  # no NaN
     sums = compute_metrics(ROWS)
     assert sums[("det", "length/correct")] == (0.0, 0.0)  # present in the sums, dropped by finalize
@@ -124,10 +142,10 @@ def test_absent_splits_and_unseen_sources_are_absent_not_zero():
 
 def test_correct_threshold_moves_the_split():
     values = finalize(compute_metrics([D1, D2], correct_threshold=0.5))
-    assert values["source/det/length/correct"] == 10.0
-    assert values["source/det/truncated/correct"] == 0.5
-    assert values["source/det/reflection/ratio_correct"] == 1.0
-    assert "source/det/length/incorrect" not in values
+    assert values["train/source/det/length/correct"] == 10.0
+    assert values["train/source/det/truncated/correct"] == 0.5
+    assert values["train/source/det/reflection/ratio_correct"] == 1.0
+    assert "train/source/det/length/incorrect" not in values
 
 
 def test_reflection_matching_is_case_insensitive_substring_counting():
@@ -135,16 +153,16 @@ def test_reflection_matching_is_case_insensitive_substring_counting():
         "s", "x", 0.0, 0.0, 0.0, text="WAIT. Wait... await: rechecked, Re-Think, check again!", group=1
     )
     values = finalize(compute_metrics([row]))
-    assert values["source/s/reflection/count/wait"] == 3.0  # "WAIT", "Wait", "await"
-    assert values["source/s/reflection/count/recheck"] == 1.0
-    assert values["source/s/reflection/count/re-think"] == 1.0
-    assert values["source/s/reflection/count/check again"] == 1.0
-    assert values["source/s/reflection/count/rethink"] == 0.0
-    assert values["source/s/reflection/ratio"] == 1.0
+    assert values["train/source/s/reflection/count/wait"] == 3.0  # "WAIT", "Wait", "await"
+    assert values["train/source/s/reflection/count/recheck"] == 1.0
+    assert values["train/source/s/reflection/count/re-think"] == 1.0
+    assert values["train/source/s/reflection/count/check again"] == 1.0
+    assert values["train/source/s/reflection/count/rethink"] == 0.0
+    assert values["train/source/s/reflection/ratio"] == 1.0
     custom = finalize(compute_metrics([row], reflection_words=("Await", "hmm")))
-    assert custom["source/s/reflection/count/await"] == 1.0
-    assert custom["source/s/reflection/count/hmm"] == 0.0
-    assert "source/s/reflection/count/wait" not in custom
+    assert custom["train/source/s/reflection/count/await"] == 1.0
+    assert custom["train/source/s/reflection/count/hmm"] == 0.0
+    assert "train/source/s/reflection/count/wait" not in custom
 
 
 def test_window_accumulates_across_updates_and_flush_resets():
@@ -157,17 +175,17 @@ def test_window_accumulates_across_updates_and_flush_resets():
     assert monitor.flush() == {}
     monitor.update([D1])
     values = monitor.flush()
-    assert values["source/det/reward"] == pytest.approx(0.6)
-    assert values["source/det/reason/none"] == 1.0
-    assert not any(k.startswith("source/math/") for k in values)
+    assert values["train/source/det/reward"] == pytest.approx(0.6)
+    assert values["train/source/det/reason/none"] == 1.0
+    assert not any(k.startswith("train/source/math/") for k in values)
 
 
 def test_reason_shares_use_every_completion_of_the_window():
     first = [SampleRow("s", "a", 0, 0, 0, reason="timeout", group=1)]
     second = [SampleRow("s", "b", 0, 0, 0, group=2) for _ in range(3)]
     values = finalize(aggregate([compute_metrics(first), compute_metrics(second)]))
-    assert values["source/s/reason/timeout"] == 0.25
-    assert values["source/s/reason/none"] == 0.75
+    assert values["train/source/s/reason/timeout"] == 0.25
+    assert values["train/source/s/reason/none"] == 0.75
 
 
 def test_merging_per_rank_partials_equals_the_concatenation():
@@ -214,22 +232,33 @@ def test_merge_property_on_random_batches():
         assert merged[key] == pytest.approx(whole[key]), key
 
 
-def test_rows_from_scored_and_prefix():
+def test_samples_gain_generation_facts_and_the_eval_split_has_its_own_tags():
     scored = [
-        Scored("math", "q1", "math", 0.75, Verdict(1.0, 0.0, {"x": 1}, None)),
-        Scored("math", "q1", "math", 0.0, Verdict(0.0, 0.0, {"x": 0}, "no_answer")),
+        Sample("math", "q1", "math", 0.75, 1.0, 0.0, {"x": 1}, None, "a"),
+        Sample("math", "q1", "math", 0.0, 0.0, 0.0, {"x": 0}, "no_answer", "b"),
     ]
-    rows = rows_from_scored(scored, [5, 7], [False, True], ["a", "b"], [("s", 0), ("s", 0)])
-    assert rows[0] == SampleRow("math", "q1", 0.75, 1.0, 0.0, {"x": 1.0}, None, 5, False, "a", ("s", 0))
+    rows = [
+        s.with_generation(n, t, g)
+        for s, n, t, g in zip(scored, [5, 7], [False, True], [("s", 0)] * 2, strict=True)
+    ]
+    assert rows[0] == Sample("math", "q1", "math", 0.75, 1.0, 0.0, {"x": 1.0}, None, "a", 5, False, ("s", 0))
     assert rows[1].reason == "no_answer" and rows[1].truncated
+    assert rows[1].verdict.as_dict() == {
+        "accuracy": 0.0,
+        "format": 0.0,
+        "parts": {"x": 0},
+        "reason": "no_answer",
+    }
     with pytest.raises(ValueError):
-        rows_from_scored(scored, [5], [False, True], ["a", "b"], [0, 0])
-    monitor = SourceMonitor([], prefix="eval")
+        SourceMonitor([], split="valid")
+    monitor = SourceMonitor([], split="eval")
     monitor.update(rows)
     values = monitor.flush()
-    assert values["eval/math/reward"] == 0.375
-    assert values["eval/math/part/x"] == 0.5
-    assert values["eval/math/groups/zero_spread"] == 0.0
+    assert values["eval/source/math/reward"] == 0.375
+    assert all(parse_tag(tag)[:2] == ("eval", "math") for tag in values)
+    assert not any(tag.startswith("train/") for tag in values)
+    assert values["eval/source/math/part/x"] == 0.5
+    assert values["eval/source/math/groups/zero_spread"] == 0.0
     assert monitor.sources == ["math"]
 
 

@@ -7,8 +7,8 @@ import json
 import subprocess
 import sys
 
+from conftest import ocr_ned_dataset, scalar_tags, tiny_run, train_cli
 from PIL import Image
-from test_train import ocr_ned_dataset, scalar_tags, tiny_run, train_cli
 
 
 def test_tags_dumps_and_report(tiny_vl, synth_data, tmp_path):
@@ -39,7 +39,7 @@ def test_tags_dumps_and_report(tiny_vl, synth_data, tmp_path):
             "reason/none",
         ):
             assert f"train/source/{source}/{metric}" in tags, (source, metric)
-        assert len(tags[f"eval/{source}/reward"]) == 3  # before training, at step 2 and at step 4
+        assert len(tags[f"eval/source/{source}/reward"]) == 3  # before training, at step 2 and at step 4
     assert "train/monitor/seconds" in tags and "train/reward/iou_threshold" in tags
 
     dumps = sorted((out / "completions").glob("step_*.jsonl"))
@@ -80,5 +80,5 @@ def test_evaluation_does_not_swallow_the_training_log(tiny_vl, synth_data, tmp_p
     train_cli(tiny_run(tiny_vl, data, out, **overrides), tmp_path)
     history = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     training = [h["step"] for h in history if "rewards/orsta/mean" in h]
-    evaluations = [h["step"] for h in history if "eval_synth_ocr/reward" in h]
+    evaluations = [h["step"] for h in history if "eval_source/synth_ocr/reward" in h]
     assert training == [1, 2] and evaluations == [0, 1, 2]

@@ -25,19 +25,19 @@ def _write_run(run: Path) -> None:
     second = SummaryWriter(str(run / "resumed"), filename_suffix=".part2")
     for step in range(1, 7):
         writer = first if step <= 3 else second
-        writer.add_scalar("source/a/reward", 0.1 * step, step)
-        writer.add_scalar("source/a/accuracy", 0.05 * step, step)
-        writer.add_scalar("source/a/length/mean", 100.0 + step, step)
-        writer.add_scalar("source/a/truncated/ratio", 0.5 / step, step)
-        writer.add_scalar("source/a/reflection/ratio", 0.25, step)
-        writer.add_scalar("source/b/reward", 1.0 - 0.1 * step, step)
-        writer.add_scalar("source/b/accuracy", 0.5, step)
-        writer.add_scalar("train/source/web/qa/reward", 0.2 * step, step)  # HF callback prefix, '/' in source
+        writer.add_scalar("train/source/a/reward", 0.1 * step, step)
+        writer.add_scalar("train/source/a/accuracy", 0.05 * step, step)
+        writer.add_scalar("train/source/a/length/mean", 100.0 + step, step)
+        writer.add_scalar("train/source/a/truncated/ratio", 0.5 / step, step)
+        writer.add_scalar("train/source/a/reflection/ratio", 0.25, step)
+        writer.add_scalar("train/source/b/reward", 1.0 - 0.1 * step, step)
+        writer.add_scalar("train/source/b/accuracy", 0.5, step)
+        writer.add_scalar("train/source/web/qa/reward", 0.2 * step, step)  # '/' in the source name
         writer.add_scalar("train/loss", 3.0, step)  # not a per-source tag
         writer.add_scalar("eval/rewards/orsta/mean", 0.3, step)  # TRL eval metric, not per-source
         if step % 3 == 0:
-            writer.add_scalar("eval/a/reward", 0.3 * step / 3, step)
-            writer.add_scalar("eval/a/accuracy", 0.25 * step / 3, step)
+            writer.add_scalar("eval/source/a/reward", 0.3 * step / 3, step)
+            writer.add_scalar("eval/source/a/accuracy", 0.25 * step / 3, step)
     first.close()
     second.close()
 
@@ -60,9 +60,9 @@ def _table_row(text: str, split: str, source: str) -> list[str]:
 
 def test_load_scalars_merges_files_sorted_by_step(run):
     scalars = load_scalars(run)
-    assert [s for s, _ in scalars["source/a/reward"]] == [1, 2, 3, 4, 5, 6]
-    assert [v for _, v in scalars["source/a/reward"]] == pytest.approx([0.1 * s for s in range(1, 7)])
-    assert [s for s, _ in scalars["eval/a/accuracy"]] == [3, 6]
+    assert [s for s, _ in scalars["train/source/a/reward"]] == [1, 2, 3, 4, 5, 6]
+    assert [v for _, v in scalars["train/source/a/reward"]] == pytest.approx([0.1 * s for s in range(1, 7)])
+    assert [s for s, _ in scalars["eval/source/a/accuracy"]] == [3, 6]
 
 
 def test_later_point_wins_for_a_repeated_step(tmp_path):
@@ -70,9 +70,9 @@ def test_later_point_wins_for_a_repeated_step(tmp_path):
 
     for name, value, wall in (("old", 1.0, 100.0), ("new", 2.0, 200.0)):
         writer = SummaryWriter(str(tmp_path / name))
-        writer.add_scalar("source/a/reward", value, 5, walltime=wall)
+        writer.add_scalar("train/source/a/reward", value, 5, walltime=wall)
         writer.close()
-    assert load_scalars(tmp_path)["source/a/reward"] == [(5, 2.0)]
+    assert load_scalars(tmp_path)["train/source/a/reward"] == [(5, 2.0)]
 
 
 def test_write_report_plots_and_summary(run, tmp_path):
@@ -114,14 +114,14 @@ def test_report_main_prints_the_table(run, capsys):
     assert "| a |" in printed and "| web/qa |" in printed and str(run / "report") in printed
 
 
-def test_parse_tag_forms():
-    assert parse_tag("source/a/reward") == ("train", "a", "reward")
+def test_parse_tag_reads_the_one_form_the_monitor_writes():
+    assert parse_tag("train/source/a/reward") == ("train", "a", "reward")
     assert parse_tag("train/source/a/length/mean") == ("train", "a", "length/mean")
-    assert parse_tag("eval/a/accuracy") == ("eval", "a", "accuracy")
-    assert parse_tag("train/eval/a/accuracy") == ("eval", "a", "accuracy")
-    assert parse_tag("eval/source/a/reward") == ("eval", "a", "reward")
-    assert parse_tag("eval/source/reward") == ("eval", "source", "reward")
-    assert parse_tag("eval/reward") is None
+    assert parse_tag("eval/source/a/accuracy") == ("eval", "a", "accuracy")
+    assert parse_tag("eval/source/source/reward") == ("eval", "source", "reward")
+    for other_form in ("source/a/reward", "eval/a/accuracy", "train/eval/a/accuracy", "eval_source/a/reward"):
+        assert parse_tag(other_form) is None, other_form
+    assert parse_tag("eval/source/reward") is None
     assert parse_tag("train/rewards/orsta/mean") is None
 
 

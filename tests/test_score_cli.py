@@ -176,7 +176,7 @@ def test_a_missing_embedder_fails_before_scoring(tmp_path):
 
 def test_parquet_dump_scores(tmp_path):
     from orsta_trl.monitor.dumps import CompletionDumper
-    from orsta_trl.monitor.source_metrics import SampleRow
+    from orsta_trl.rewards.sample import Sample
 
     record = {
         "id": "m",
@@ -185,7 +185,7 @@ def test_parquet_dump_scores(tmp_path):
         "reward": {"verifier": "count", "ground_truth": 3},
     }
     (tmp_path / "r.jsonl").write_text(json.dumps(record) + "\n")
-    rows = [SampleRow("s", "m", 0.0, 0.0, 0.0, text=t) for t in ("<answer>3</answer>", "<answer>4</answer>")]
+    rows = [Sample("s", "m", text=t) for t in ("<answer>3</answer>", "<answer>4</answer>")]
     dump = CompletionDumper(tmp_path, 1.0, "parquet").write(7, rows, ["?", "?"])
     result = run_score(tmp_path / "r.jsonl", dump, "-o", tmp_path / "o.jsonl", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -234,11 +234,11 @@ def test_chart_ground_truth_follows_the_bars(generated) -> None:
 
 def test_reference_answers_score_one_with_the_default_resized_coordinates(generated) -> None:
     from orsta_trl.data.records import load_records
-    from orsta_trl.verifiers.router import RewardRouter, RewardSettings
+    from orsta_trl.rewards import RewardRouter, RewardSettings
 
     path, _ = generated
     records = [r for r in load_records(path) if r.reward.verifier.name == "detection"]
     router = RewardRouter.from_records(records, RewardSettings(min_pixels=3136, max_pixels=50176))
     texts = [f"<answer>{r.extra['answer']}</answer>" for r in records]
-    scored = router.score([r.key for r in records], texts, progress=1.0)  # the strictest IoU threshold, 0.99
+    scored = router.score(records, texts, progress=1.0)  # the strictest IoU threshold, 0.99
     assert records and all(s.verdict.accuracy == pytest.approx(1.0) for s in scored)

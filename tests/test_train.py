@@ -10,94 +10,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from conftest import RECIPE, ocr_ned_dataset, scalar_tags, sevens_dataset, tiny_run, train_cli
 from safetensors.torch import load_file
-
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes/tiny_cpu.yaml"
-
-
-def sevens_dataset(folder: Path, n: int = 16) -> Path:
-    """Records whose reward (1 - normalised edit distance to 24 sevens) a tiny model can learn in tens of steps."""
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (84, 56), "white").save(folder / "blank.png")
-    rows = [
-        {
-            "id": f"s{i}",
-            "data_source": "sevens",
-            "prompt": [
-                {
-                    "role": "user",
-                    "content": [{"type": "image"}, {"type": "text", "text": f"Write sevens {i}"}],
-                }
-            ],
-            "images": ["blank.png"],
-            "reward": {"verifier": "ocr", "ground_truth": "7" * 24, "params": {"mode": "ned"}},
-        }
-        for i in range(n)
-    ]
-    path = folder / "sevens.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def ocr_ned_dataset(synth_data: Path, folder: Path) -> Path:
-    """The synthetic OCR records, all scored by edit distance so that random completions get varied rewards."""
-    rows = []
-    for line in synth_data.read_text().splitlines():
-        row = json.loads(line)
-        if row["reward"]["verifier"] in ("ocr", "count"):
-            if row["reward"]["verifier"] == "ocr":
-                row["reward"]["params"] = {"mode": "ned"}
-            row["images"] = [str(synth_data.parent / p) for p in row["images"]]
-            rows.append(row)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "ocr.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def train_cli(overrides: dict, cwd: Path, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``orsta_trl/train.py`` on the demo recipe with ``--key value`` overrides; fail with its output."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    # the demo's evaluation files are not here, and every step is logged
-    overrides = {"eval_datasets": [], "dump_completions": 0, "logging_steps": 1, **overrides}
-    args = [item for key, value in overrides.items() for item in (f"--{key}", _flag(value))]
-    command = (launcher or [sys.executable]) + [str(REPO / "orsta_trl/train.py"), str(RECIPE), *args]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
-
-
-def _flag(value) -> str:
-    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
-
-
-def tiny_run(model: Path, data: Path, out: Path, **overrides) -> dict:
-    """Overrides for a run of the tiny model on ``data`` into ``out``."""
-    return {"model_name_or_path": model, "train_files": [data], "output_dir": out, **overrides}
-
-
-def scalar_tags(run_dir: Path) -> dict[str, list[float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    values: dict[str, list[float]] = {}
-    files = list(run_dir.rglob("events.out.tfevents.*"))
-    assert files, f"no TensorBoard event file under {run_dir}"
-    for file in files:
-        acc = EventAccumulator(str(file), size_guidance={"scalars": 0})
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            values.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
-    return values
 
 
 def test_two_steps_through_the_entry_point(tiny_vl, synth_data, tmp_path):
@@ -121,8 +41,8 @@ def test_two_steps_through_the_entry_point(tiny_vl, synth_data, tmp_path):
 
 
 def test_learnable_reward_rises(tiny_vl, tmp_path):
+    import orsta_trl
     from orsta_trl.recipe import load_recipe
-    from orsta_trl.train import run
 
     data = sevens_dataset(tmp_path / "data")
     recipe = load_recipe(
@@ -142,11 +62,17 @@ def test_learnable_reward_rises(tiny_vl, tmp_path):
             "logging_steps": 1,
         },
     )
-    result = run(recipe)
+    result = orsta_trl.train(recipe)
     rewards = [h["rewards/orsta/mean"] for h in result.trainer.state.log_history if "rewards/orsta/mean" in h]
     assert len(rewards) == 40
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert first < 0.1 and last > 0.3, f"reward went {first:.3f} -> {last:.3f}"
+    # the API's per-source DataFrame holds the same run, one row per step and source
+    frame = result.metrics
+    assert list(frame.step) == list(range(1, 41)) and set(frame.split) == {"train"}
+    assert set(frame.data_source) == {"sevens"}
+    assert list(frame.reward) == pytest.approx(rewards)
+    assert result.output_dir == tmp_path / "run" and (result.output_dir / "config.json").exists()
 
 
 def test_resume_matches_an_uninterrupted_run(tiny_vl, synth_data, tmp_path):

@@ -109,8 +109,8 @@ def test_placeholders_are_replaced_by_pad():
 
 def test_trainer_forces_left_padding(tiny_vl, tmp_path):
     from orsta_trl.recipe import load_recipe
+    from orsta_trl.rewards.router import RewardRouter
     from orsta_trl.trainer import OrstaGRPOTrainer
-    from orsta_trl.verifiers.router import RewardRouter
 
     records = image_records(tmp_path, [(56, 56), (84, 56)])
     processor = load_processor(str(tiny_vl))
@@ -141,12 +141,17 @@ def test_trainer_forces_left_padding(tiny_vl, tmp_path):
     )
 
 
-@pytest.mark.parametrize("bad", ["--bogus", "x"])
+@pytest.mark.parametrize("bad", ["x", "--", "--=3", "-lr"])
 def test_parse_overrides_rejects_bad_tokens(bad):
     from orsta_trl.recipe import RecipeError, parse_overrides
 
-    if bad.startswith("--"):
-        assert parse_overrides([bad]) == {"bogus": True}
-    else:
-        with pytest.raises(RecipeError):
-            parse_overrides([bad])
+    with pytest.raises(RecipeError, match=repr(bad)):
+        parse_overrides([bad])
+
+
+def test_a_bare_flag_is_true_and_an_unknown_one_is_rejected_by_the_recipe():
+    from orsta_trl.recipe import RecipeError, load_recipe, parse_overrides
+
+    assert parse_overrides(["--bogus"]) == {"bogus": True}
+    with pytest.raises(RecipeError, match="unknown recipe key 'bogus'"):
+        load_recipe(None, ["--bogus"])

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import pickle
+import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from math_verify import parse, verify
 
 from orsta_trl.data.records import Record, prepare_reward
+from orsta_trl.rewards import RewardRouter, RewardSettings, combine
+from orsta_trl.rewards.pool import TIMED_OUT, Task, WorkerPool, default_workers
 from orsta_trl.verifiers.base import Context, FieldError
 from orsta_trl.verifiers.count import CountVerifier
 from orsta_trl.verifiers.maths import MathVerifier
 from orsta_trl.verifiers.ocr import OcrVerifier
-from orsta_trl.verifiers.pool import TIMED_OUT, Task, WorkerPool
-from orsta_trl.verifiers.router import RewardRouter, RewardSettings
 
 CTX = Context()
 PATHOLOGICAL = r"<answer>\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}</answer>"
@@ -126,44 +125,57 @@ def test_ocr_table(text, gold, params, accuracy):
     assert verdict.accuracy == pytest.approx(accuracy)
 
 
-def test_verifiers_pickle_and_threads():
-    cases = [
-        (MathVerifier(), r"<answer>\boxed{4}</answer>", "4", {}),
-        (CountVerifier(), "<answer>3</answer>", 3, {}),
-        (OcrVerifier(), "<answer>abc</answer>", "abd", {"mode": "ned"}),
-    ]
-    for verifier, text, gold, params in cases:
-        clone = pickle.loads(pickle.dumps(verifier))
-        p = clone.parse_params(params)
-        g = pickle.loads(pickle.dumps(clone.prepare(gold, p)))
-        expected = verifier.score(text, g, p, CTX)
-        with ThreadPoolExecutor(max_workers=8) as threads:
-            results = list(threads.map(clone.score, [text] * 32, [g] * 32, [p] * 32, [CTX] * 32))
-        assert results == [expected] * 32
-
-
 def test_pool_kills_pathological_jobs_within_the_limit():
     verifier = MathVerifier()
     params = verifier.parse_params({})
     gold = verifier.prepare("3", params)
     slow = [verifier.slow_job(PATHOLOGICAL + f" #{k}", gold, params, CTX) for k in range(3)]
-    assert slow[0] == (gold, r"\dfrac{5^{5^{5^{5^5}}}-4}{3}")
+    assert slow[0] == ("3", r"\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}")  # the gold's text and the answer region
+    assert slow[1] == slow[0]  # text outside the answer block does not change the job
     ordinary = [verifier.slow_job(rf"<answer>\boxed{{{i}/1}}</answer>", gold, params, CTX) for i in range(20)]
-    tasks = [
-        Task("math", job)
-        for job in [slow[0], (gold, "x^{5^{5^{5^{5}}}}"), (gold, "7^{7^{7^{7^{7}}}}")] + ordinary
-    ]
-    pool = WorkerPool(timeout_s=1.0, workers=2)
+    tasks = [Task("math", job) for job in [slow[0], ("3", r"\boxed{9^{9^{9^{9^9}}}}")] + ordinary]
+    pool = WorkerPool(timeout_s=1.0, workers=2)  # as many workers as this machine's cores
     try:
-        pool.map(tasks[3:5])  # start the workers
+        pool.map(tasks[2:4])  # start the workers
         start = time.perf_counter()
         results = pool.map(tasks)
         elapsed = time.perf_counter() - start
     finally:
         pool.close()
-    assert results[:3] == [TIMED_OUT] * 3
-    assert results[3:] == [i == 3 for i in range(20)]
+    assert results[:2] == [TIMED_OUT] * 2
+    assert results[2:] == [i == 3 for i in range(20)]
     assert elapsed < 1.0 + 1.0, f"pathological batch took {elapsed:.2f}s"
+    assert pool.timeouts == 2 and pool.replaced == 2
+
+
+def test_a_killed_workers_replacement_is_warm_and_takes_the_next_job_at_once():
+    pool = WorkerPool(timeout_s=1.0, workers=1)
+    try:
+        pool.start()
+        first = pool._pool[0]
+        assert first.ready and first.warm_up_cpu_s is not None  # warmed before it reported ready
+        start = time.perf_counter()
+        results = pool.map(
+            [Task("math", ("3", r"\boxed{9^{9^{9^{9^9}}}}")), Task("math", ("x = 1, 2", r"\boxed{2, 1}"))]
+        )
+        elapsed = time.perf_counter() - start
+        replacement = pool._pool[0]
+    finally:
+        pool.close()
+    assert results == [TIMED_OUT, True]
+    assert replacement is not first and replacement.jobs_done == 1 and replacement.warm_up_cpu_s is not None
+    # the spare was warm already: its first job costs what a warm job costs (a cold one pays 0.5-1.3 s of CPU)
+    assert pool.job_cpu_s[-1] < 0.3, pool.job_cpu_s
+    assert elapsed < 1.0 + 1.0, f"the job after a timeout waited for a cold start ({elapsed:.2f}s)"
+
+
+def test_pool_size_defaults_to_the_cores_of_one_rank(monkeypatch):
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert default_workers() == cores and WorkerPool().max_workers == cores
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cores))
+    assert default_workers() == 1  # eight ranks on a small node still get one worker each
+    assert WorkerPool(workers=3).max_workers == 3  # an explicit size is kept, never grown past the cores
 
 
 def test_router_scores_a_pathological_batch_within_the_limit():
@@ -177,9 +189,9 @@ def test_router_scores_a_pathological_batch_within_the_limit():
         PATHOLOGICAL,
     ]
     try:
-        router.score([record.key] * 2, texts[1:3])  # start the pool
+        router.score([record] * 2, texts[1:3])  # start the pool
         start = time.perf_counter()
-        scored = router.score([record.key] * len(texts), texts)
+        scored = router.score([record] * len(texts), texts)
         elapsed = time.perf_counter() - start
     finally:
         router.close()
@@ -199,7 +211,7 @@ def test_reward_weighting_and_load_time_errors():
         }
     )
     verdict = spec.verifier.score("<answer>abce</answer>", spec.gold, spec.params, CTX)
-    assert spec.combine(verdict) == pytest.approx((3 * 0.75 + 1 * 1.0) / 4)
+    assert combine(spec, verdict) == pytest.approx((3 * 0.75 + 1 * 1.0) / 4)
     for bad, field in [
         ({"verifier": "maths", "ground_truth": "1"}, "reward.verifier"),
         ({"verifier": "math", "ground_truth": "1", "params": {"fmt": "none"}}, "reward.params.fmt"),

@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orsta_trl.errors import DataError, MissingFileError
 from orsta_trl.keys import unknown_key_message
-from orsta_trl.verifiers.base import FieldError, Verdict, Verifier
+from orsta_trl.verifiers.base import FieldError, Verifier
 
 RECORD_KEYS = ("id", "data_source", "prompt", "images", "reward", "extra")
 REWARD_KEYS = ("verifier", "ground_truth", "accuracy_weight", "format_weight", "extra_weights", "params")
 ROLES = ("system", "user", "assistant", "tool")
 
 
-class RecordError(ValueError):
+class RecordError(DataError):
     """A record that breaks the contract: where it is, which record, which field, what is wrong."""
 
     def __init__(
@@ -45,7 +46,7 @@ class RecordError(ValueError):
         )
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError):
     """Every RecordError of a dataset, raised together before training."""
 
     def __init__(self, errors: list[RecordError]):
@@ -57,7 +58,10 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class RewardSpec:
-    """A record's reward, validated and prepared: which verifier, its params and gold, and the weights."""
+    """A record's reward, validated and prepared: which verifier, its params and gold, and the weights.
+
+    The formula that turns a verdict and these weights into one scalar is :func:`orsta_trl.rewards.combine`.
+    """
 
     verifier: Verifier
     params: Any
@@ -65,15 +69,6 @@ class RewardSpec:
     accuracy_weight: float = 1.0
     format_weight: float = 0.0
     extra_weights: Mapping[str, float] = field(default_factory=dict)
-
-    def combine(self, verdict: Verdict) -> float:
-        """(Σ weight_k × part_k) / (Σ weight_k) over accuracy, format and the weighted extra parts."""
-        total = self.accuracy_weight * verdict.accuracy + self.format_weight * verdict.format
-        weight = self.accuracy_weight + self.format_weight
-        for name, w in self.extra_weights.items():
-            total += w * float(verdict.parts.get(name, 0.0))
-            weight += w
-        return total / weight
 
 
 @dataclass
@@ -111,52 +106,82 @@ def iter_raw_records(path: str | Path) -> Iterator[tuple[str, Any]]:
         for number, row in enumerate(pq.read_table(p).to_pylist()):
             yield f"{p}[{number}]", row
     elif p.exists():
-        raise ValueError(f"{p}: unsupported dataset file (use .jsonl or .parquet)")
+        raise DataError(f"{p}: unsupported dataset file (use .jsonl or .parquet)")
     else:
         import datasets
 
         name, _, split = path_str.partition(":")
-        if name.count("/") != 1:
-            raise FileNotFoundError(
-                f"{path_str}: no such file, and not a hub dataset name like 'org/name[:split]'"
+        if name.count("/") != 1 or p.suffix in (".jsonl", ".json", ".parquet"):
+            raise MissingFileError(
+                f"{path_str}: no such file (relative paths start at {Path.cwd()}), "
+                "and not a hub dataset name like 'org/name[:split]'"
             )
-        for number, row in enumerate(datasets.load_dataset(name, split=split or "train")):
+        try:
+            rows = datasets.load_dataset(name, split=split or "train")
+        except (ConnectionError, OSError, ValueError) as exc:
+            raise DataError(
+                f"{path_str}: no such file, and the hub dataset cannot be loaded: {exc}"
+            ) from None
+        for number, row in enumerate(rows):
             yield f"{name}[{number}]", row
 
 
-def load_records(paths, *, image_sizes: str = "all") -> list[Record]:
-    """Load and validate records from one or more files; raise DatasetError listing every bad record.
+def load_records(source, *, image_sizes: str = "all") -> list[Record]:
+    """Load and validate records; raise DatasetError listing every bad record.
 
-    ``image_sizes``: ``"all"`` opens every image (checks it exists and reads its size from the header),
-    ``"needed"`` only for verifiers that need the size, ``"none"`` never.
+    Args:
+        source: a file (JSONL or Parquet) or hub dataset name, a list of them, or records in memory: a list of
+            dicts in the record contract (image paths relative to the working directory) or of
+            :class:`Record` objects (returned as they are).
+        image_sizes: ``"all"`` opens every image (checks it exists and reads its size from the header),
+            ``"needed"`` only for verifiers that need the size, ``"none"`` never.
+
+    Returns:
+        The validated records, in order.
+
+    >>> records = load_records([{"id": "q1", "data_source": "toy", "prompt": [{"role": "user", "content": "1+1?"}],
+    ...     "reward": {"verifier": "math", "ground_truth": "2"}}])
+    >>> records[0].key, records[0].reward.verifier.name
+    (('toy', 'q1'), 'math')
     """
-    if isinstance(paths, str | Path):
-        paths = [paths]
+    if isinstance(source, str | Path):
+        source = [source]
+    source = list(source)
+    if source and all(isinstance(item, Record) for item in source):
+        return source
     records, errors, seen = [], [], {}
-    for path in paths:
-        base_dir = Path(str(path)).parent
-        for location, raw in iter_raw_records(path):
-            try:
-                record = validate_record(raw, location, base_dir, image_sizes=image_sizes)
-            except RecordError as exc:
-                errors.append(exc)
-                continue
-            if record.key in seen:
-                errors.append(
-                    RecordError(
-                        location,
-                        record.data_source,
-                        record.id,
-                        "id",
-                        f"duplicate id within its data_source (first at {seen[record.key]})",
-                    )
+    for location, raw, base_dir in _raw_records(source):
+        try:
+            record = validate_record(raw, location, base_dir, image_sizes=image_sizes)
+        except RecordError as exc:
+            errors.append(exc)
+            continue
+        if record.key in seen:
+            errors.append(
+                RecordError(
+                    location,
+                    record.data_source,
+                    record.id,
+                    "id",
+                    f"duplicate id within its data_source (first at {seen[record.key]})",
                 )
-                continue
-            seen[record.key] = location
-            records.append(record)
+            )
+            continue
+        seen[record.key] = location
+        records.append(record)
     if errors:
         raise DatasetError(errors)
     return records
+
+
+def _raw_records(source: list) -> Iterator[tuple[str, Any, Path]]:
+    """(location, raw record, folder that relative image paths start from) for files and in-memory dicts."""
+    for index, item in enumerate(source):
+        if isinstance(item, str | Path):
+            for location, raw in iter_raw_records(item):
+                yield location, raw, Path(str(item)).parent
+        else:
+            yield f"records[{index}]", item, Path.cwd()
 
 
 def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str = "all") -> Record:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orsta_trl.monitor.source_metrics import SampleRow
+from orsta_trl.rewards.sample import Sample
 
 FIELDS: tuple[str, ...] = (
     "step",
@@ -53,7 +53,7 @@ def sample_indices(n: int, fraction: float, seed: int, step: int) -> list[int]:
     return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
 
 
-def to_record(step: int, row: SampleRow, prompt: str) -> dict:
+def to_record(step: int, row: Sample, prompt: str) -> dict:
     return {
         "step": int(step),
         "id": row.id,
@@ -86,7 +86,7 @@ class CompletionDumper:
     def path(self, step: int) -> Path:
         return self.directory / f"step_{int(step):07d}.{self.fmt}"
 
-    def write(self, step: int, rows: Sequence[SampleRow], prompts: Sequence[str]) -> Path | None:
+    def write(self, step: int, rows: Sequence[Sample], prompts: Sequence[str]) -> Path | None:
         """Write the sampled rows of ``step``; None when nothing is kept (no file is created then)."""
         if len(rows) != len(prompts):
             raise ValueError(f"{len(rows)} rows but {len(prompts)} prompts")

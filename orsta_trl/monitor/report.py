@@ -3,11 +3,8 @@
 :func:`load_scalars` reads every event file under RUN_DIR (recursively) and merges them: points are sorted by
 step and, when two files hold the same tag and step (a resumed run), the later-written point wins.
 
-Tags are recognised in the forms the trainer produces, with or without the ``train/`` that the Hugging Face
-TensorBoard callback prepends to non-eval keys:
-
-* training: ``source/<ds>/<metric>`` and ``train/source/<ds>/<metric>``;
-* evaluation: ``eval/<ds>/<metric>``, ``train/eval/<ds>/<metric>`` and ``eval/source/<ds>/<metric>``.
+Per-source tags have one form, the one the monitor emits: ``train/source/<ds>/<metric>`` and
+``eval/source/<ds>/<metric>`` (:func:`orsta_trl.monitor.source_metrics.parse_tag`).
 
 A data_source may contain '/': the metric is recognised as the longest valid suffix
 (:func:`orsta_trl.monitor.source_metrics.split_tag`). File names are sanitised (``[A-Za-z0-9._-]``, plus a
@@ -21,18 +18,12 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from orsta_trl.monitor.source_metrics import is_metric, split_tag
+from orsta_trl.errors import MissingFileError
+from orsta_trl.monitor.source_metrics import TAG_PREFIX, parse_tag
 
 Series = list[tuple[int, float]]
 PLOTTED = ("reward", "accuracy", "length/mean", "truncated/ratio", "reflection/ratio")
-SPLITS = ("train", "eval")
-_TAG_FORMS = (
-    ("train/source/", "train"),
-    ("train/eval/", "eval"),
-    ("eval/source/", "eval"),
-    ("source/", "train"),
-    ("eval/", "eval"),
-)
+SPLITS = tuple(TAG_PREFIX)
 
 
 def event_files(run_dir: str | Path) -> list[Path]:
@@ -45,7 +36,7 @@ def load_scalars(run_dir: str | Path) -> dict[str, Series]:
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"no such run directory: {run_dir}")
+        raise MissingFileError(f"no such run directory: {run_dir}")
     points: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)  # tag -> step -> (wall_time, value)
     for path in event_files(run_dir):
         accumulator = EventAccumulator(str(path), size_guidance={SCALARS: 0})
@@ -59,16 +50,6 @@ def load_scalars(run_dir: str | Path) -> dict[str, Series]:
         tag: [(step, value) for step, (_, value) in sorted(by_step.items())]
         for tag, by_step in points.items()
     }
-
-
-def parse_tag(tag: str) -> tuple[str, str, str] | None:
-    """(split, data_source, metric) for a per-source tag, else None."""
-    for head, split in _TAG_FORMS:
-        if tag.startswith(head) and "/" in tag[len(head) :]:
-            source, metric = split_tag(tag[len(head) :])
-            if source and is_metric(metric):
-                return split, source, metric
-    return None
 
 
 def by_source(scalars: dict[str, Series]) -> dict[str, dict[str, dict[str, Series]]]:
@@ -203,7 +184,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
 def _write(run_dir: Path, out_dir, scalars: dict[str, Series]) -> Path:
     if not event_files(run_dir):
-        raise FileNotFoundError(f"no TensorBoard event files under {run_dir}")
+        raise MissingFileError(f"no TensorBoard event files under {run_dir}")
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     split = by_source(scalars)

@@ -5,7 +5,11 @@ successive batches of a logging window, and the concatenation of all rows give t
 reported only when its denominator is positive, so a source unseen in a window (or "length over correct"
 when nothing is correct) is absent rather than 0 or NaN.
 
-Metrics per source (tag ``{prefix}/{data_source}/{metric}``):
+Tags are final TensorBoard names, emitted here once: ``train/source/<data_source>/<metric>`` during training
+and ``eval/source/<data_source>/<metric>`` for the decoupled evaluation (:data:`TAG_PREFIX`). The report reads
+this one form.
+
+Metrics per source:
 
 * ``reward``, ``accuracy``, ``format``: means over completions; ``part/<name>``: mean over the completions
   whose verdict reports that part.
@@ -30,7 +34,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+
+from orsta_trl.rewards.sample import Sample
 
 DEFAULT_REFLECTION_WORDS: tuple[str, ...] = (
     "re-check",
@@ -70,61 +75,21 @@ FIXED_METRICS: tuple[str, ...] = (
 )
 _FAMILIES = ("part/", "reason/", "reflection/count/")
 
+#: The tag prefix of each split: tags are ``{prefix}/{data_source}/{metric}``.
+TAG_PREFIX = {"train": "train/source", "eval": "eval/source"}
+
 Key = tuple[str, str]  # (data_source, metric)
 Sums = dict[Key, tuple[float, float]]  # (numerator, denominator)
 
 
-@dataclass(frozen=True)
-class SampleRow:
-    """One scored completion as the monitor, the dumps and the report see it."""
-
-    data_source: str
-    id: str
-    reward: float
-    accuracy: float
-    format: float
-    parts: Mapping[str, float] = field(default_factory=dict)
-    reason: str | None = None
-    length: int = 0  # completion tokens
-    truncated: bool = False  # no EOS within max_completion_length
-    text: str = ""
-    group: object = None  # hashable: shared by the completions of one prompt in one generation batch
-
-
-def rows_from_scored(
-    scored: Sequence,
-    lengths: Sequence[int],
-    truncated: Sequence[bool],
-    texts: Sequence[str],
-    groups: Sequence[object],
-) -> list[SampleRow]:
-    """Build rows from the router's :class:`~orsta_trl.verifiers.router.Scored` items and aligned lists."""
-    return [
-        SampleRow(
-            s.data_source,
-            str(s.id),
-            float(s.reward),
-            float(s.verdict.accuracy),
-            float(s.verdict.format),
-            {k: float(v) for k, v in s.verdict.parts.items()},
-            s.verdict.reason,
-            int(n),
-            bool(t),
-            str(x),
-            g,
-        )
-        for s, n, t, x, g in zip(scored, lengths, truncated, texts, groups, strict=True)
-    ]
-
-
 def compute_metrics(
-    rows: Iterable[SampleRow],
+    rows: Iterable[Sample],
     correct_threshold: float = 1.0,
     reflection_words: Sequence[str] = DEFAULT_REFLECTION_WORDS,
 ) -> Sums:
     """``{(data_source, metric): (numerator, denominator)}`` over ``rows`` (entries may have denominator 0)."""
     words = list(dict.fromkeys(w.lower() for w in reflection_words))
-    by_source: dict[str, list[SampleRow]] = defaultdict(list)
+    by_source: dict[str, list[Sample]] = defaultdict(list)
     for row in rows:
         by_source[row.data_source].append(row)
     out: Sums = {}
@@ -191,8 +156,9 @@ def _share_of_all(sums: Sums) -> Sums:
     return sums
 
 
-def finalize(sums: Mapping[Key, tuple[float, float]], prefix: str = "source") -> dict[str, float]:
-    """``{f"{prefix}/{source}/{metric}": num / den}`` for every entry with a positive denominator."""
+def finalize(sums: Mapping[Key, tuple[float, float]], split: str = "train") -> dict[str, float]:
+    """``{f"{split}/source/{source}/{metric}": num / den}`` for every entry with a positive denominator."""
+    prefix = TAG_PREFIX[split]
     return {
         f"{prefix}/{source}/{metric}": num / den
         for (source, metric), (num, den) in sorted(sums.items())
@@ -221,6 +187,21 @@ def split_tag(rest: str) -> tuple[str, str]:
     return "/".join(pieces[:-1]), pieces[-1]
 
 
+def parse_tag(tag: str) -> tuple[str, str, str] | None:
+    """(split, data_source, metric) of a per-source tag (``train/source/...`` or ``eval/source/...``), else None.
+
+    >>> parse_tag("eval/source/web/qa/length/mean"), parse_tag("train/rewards/orsta/mean")
+    (('eval', 'web/qa', 'length/mean'), None)
+    """
+    for split, prefix in TAG_PREFIX.items():
+        head = prefix + "/"
+        if tag.startswith(head) and "/" in tag[len(head) :]:
+            source, metric = split_tag(tag[len(head) :])
+            if source and is_metric(metric):
+                return split, source, metric
+    return None
+
+
 class SourceMonitor:
     """Accumulates :func:`compute_metrics` over a logging window; :meth:`flush` returns tags and resets.
 
@@ -234,16 +215,18 @@ class SourceMonitor:
         sources: Sequence[str] = (),
         correct_threshold: float = 1.0,
         reflection_words: Sequence[str] = DEFAULT_REFLECTION_WORDS,
-        prefix: str = "source",
+        split: str = "train",
     ):
         self.sources = list(sources)
         self.correct_threshold = float(correct_threshold)
         self.reflection_words = tuple(reflection_words)
-        self.prefix = prefix
+        if split not in TAG_PREFIX:
+            raise ValueError(f"split must be one of {list(TAG_PREFIX)}, got {split!r}")
+        self.split = split
         self._sums: Sums = {}
         self.rows_seen = 0
 
-    def update(self, rows: Sequence[SampleRow]) -> None:
+    def update(self, rows: Sequence[Sample]) -> None:
         rows = list(rows)
         self.rows_seen += len(rows)
         for row in rows:
@@ -254,7 +237,7 @@ class SourceMonitor:
 
     def peek(self) -> dict[str, float]:
         """The current window's values, without resetting."""
-        return finalize(self._sums, self.prefix)
+        return finalize(self._sums, self.split)
 
     def flush(self) -> dict[str, float]:
         values = self.peek()

@@ -15,7 +15,7 @@ class SourceSummary:
     steps: list[tuple[int, str, float, float, int]] = field(default_factory=list)
 
     def update(self, step: int, rows) -> None:
-        """``rows``: the monitor's SampleRows of one step (gathered from every rank)."""
+        """``rows``: the Samples of one step (gathered from every rank)."""
         for row in rows:
             self.steps.append((step, row.data_source, row.reward, row.accuracy, int(row.length)))
 

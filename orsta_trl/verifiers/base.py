@@ -7,6 +7,8 @@ processes (every verifier is a small picklable object).
 
 Each verifier declares:
 
+* ``answer_policy``: what it reads as the answer, one of :data:`orsta_trl.verifiers.answer.POLICIES`.
+
 * ``Params``: a frozen dataclass of its ``reward.params`` with defaults. Unknown keys and bad values are
   load-time errors (:class:`FieldError`), raised before training starts.
 * ``prepare(ground_truth, params)``: validates and pre-parses the ground truth once per record.
@@ -28,7 +30,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from orsta_trl.errors import NotReady
 from orsta_trl.keys import unknown_key_message
+
+__all__ = ["Context", "FieldError", "NotReady", "RewardSettings", "Verdict", "Verifier"]
 
 #: V-Triune's dynamic IoU schedule: (training progress from which it applies, IoU threshold).
 DEFAULT_IOU_SCHEDULE: tuple[tuple[float, float], ...] = ((0.0, 0.85), (0.10, 0.95), (0.25, 0.99))
@@ -44,10 +49,6 @@ class FieldError(ValueError):
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
         self.message = message
-
-
-class NotReady(RuntimeError):
-    """A verifier cannot score at all (its model is missing): raised before training, never per completion."""
 
 
 @dataclass(frozen=True)
@@ -74,24 +75,46 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class RewardSettings:
+    """The recipe's reward settings, as one object: built from :class:`orsta_trl.recipe.OrstaConfig` by field
+    name, handed whole to the router and, inside every :class:`Context`, to each verifier.
+
+    It lives here, in the bottom layer, because verifiers read it; ``orsta_trl.rewards`` re-exports it.
+
+    * ``min_pixels``/``max_pixels``: the processor's bounds, used to map Qwen2.5-VL's resized-input coordinates
+      back to the original image;
+    * ``iou_schedule``: the dynamic IoU threshold, pairs (progress from which it applies, threshold);
+    * ``reward_timeout_s``: the CPU-time limit of one slow job (math-verify) in a worker process;
+    * ``reward_workers``: worker processes per rank (0: the usable cores divided among the node's ranks);
+    * ``rewrite_embedder``: the sentence-embedding model of the ``rewrite`` verifier.
+    """
+
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    iou_schedule: tuple[tuple[float, float], ...] = DEFAULT_IOU_SCHEDULE
+    reward_timeout_s: float = 2.0
+    reward_workers: int = 0
+    rewrite_embedder: str | None = None
+
+
+@dataclass(frozen=True)
 class Context:
     """What a verifier may know beyond the text and the ground truth.
 
     ``progress`` is training progress in [0, 1] (global step / max steps), derived from the trainer state, so
     schedules are right after a resume. ``image_sizes`` are the original (width, height) of the record's
-    images; ``min_pixels``/``max_pixels`` are the processor's bounds, used to map Qwen2.5-VL's resized-input
-    coordinates back to the original image. ``rewrite_embedder`` names the sentence-embedding model of the
-    ``rewrite`` verifier (the recipe's key of that name). ``iou_override`` replaces any record's ``iou_threshold`` (a number
-    or ``"average"``): evaluation uses it so that it never follows the training schedule.
+    images. ``settings`` is the run's :class:`RewardSettings`, whole. ``iou_override`` replaces any record's
+    ``iou_threshold`` (a number or ``"average"``): evaluation uses it so that it never follows the training
+    schedule. ``rollout`` is per-completion data from generation (a mapping, or None): the tool loop puts the
+    real outcome of each tool call there (``{"tool_outcomes": [True, False]}``), which the ``tool`` verifier
+    prefers over reading outcomes from the transcript.
     """
 
     progress: float = 1.0
     image_sizes: tuple[tuple[int, int], ...] = ()
-    min_pixels: int = DEFAULT_MIN_PIXELS
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    iou_schedule: tuple[tuple[float, float], ...] = DEFAULT_IOU_SCHEDULE
+    settings: RewardSettings = field(default_factory=RewardSettings)
     iou_override: float | str | None = None
-    rewrite_embedder: str | None = None
+    rollout: Mapping[str, Any] | None = None
 
 
 #: ``score(..., slow=NOT_RUN)``: the slow part has not been run elsewhere; compute it here.
@@ -111,6 +134,8 @@ class Verifier(ABC):
     parts: ClassVar[tuple[str, ...]] = ()
     isolated: ClassVar[bool] = False
     needs_image_size: ClassVar[bool] = False
+    #: Which answer-extraction policy of :data:`orsta_trl.verifiers.answer.POLICIES` this verifier reads.
+    answer_policy: ClassVar[str]
 
     def parse_params(self, raw: Mapping[str, Any] | None) -> Any:
         """Build ``self.Params`` from a record's ``reward.params``; unknown keys name the nearest valid one."""

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from orsta_trl.verifiers.answer import answer_block_or_tail, strip_code_fences
+from orsta_trl.verifiers.answer import extract, strip_code_fences
 
 Box = tuple[float, float, float, float, str]
 
@@ -190,9 +190,7 @@ def parse_boxes(text: Any) -> ParsedBoxes:
     if not isinstance(text, str):
         return _NOTHING
     try:
-        region = answer_block_or_tail(text)
-        if region is None:
-            region = text
+        region = extract(text, "answer_tag_open")
         items, dropped = None, False
         fenced = strip_code_fences(region)
         if fenced != region:

@@ -11,10 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from orsta_trl.verifiers.answer import answer_block, last_boxed
+from orsta_trl.verifiers.answer import extract, has_answer_markup
 from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier, check_number
-
-_INT_RE = re.compile(r"[-+]?\d[\d,]*")
 
 
 def parse_count(text: str) -> int | None:
@@ -27,15 +25,8 @@ def parse_count(text: str) -> int | None:
     >>> parse_count("<answer>none</answer>") is None
     True
     """
-    block = answer_block(text)
-    region = block if block is not None else text
-    boxed = last_boxed(region)
-    if boxed is not None:
-        match = re.fullmatch(r"\s*([-+]?\d[\d,]*)\s*", boxed)
-        if match:
-            return _to_int(match.group(1))
-    numbers = _INT_RE.findall(region)
-    return _to_int(numbers[-1]) if numbers else None
+    token = extract(text, CountVerifier.answer_policy)
+    return None if token is None else _to_int(token)
 
 
 def _to_int(token: str) -> int | None:
@@ -56,6 +47,7 @@ class CountParams:
 class CountVerifier(Verifier):
     name = "count"
     Params = CountParams
+    answer_policy = "number"
 
     def prepare(self, ground_truth, params: CountParams) -> int:
         if isinstance(ground_truth, str) and re.fullmatch(r"\s*[-+]?\d+\s*", ground_truth):
@@ -65,9 +57,8 @@ class CountVerifier(Verifier):
         return ground_truth
 
     def score(self, text: str, gold: int, params: CountParams, ctx: Context) -> Verdict:
-        block = answer_block(text)
         answer = parse_count(text)
-        fmt = 1.0 if block is not None or last_boxed(text) is not None else 0.0
+        fmt = 1.0 if has_answer_markup(text) else 0.0
         if answer is None:
             return Verdict(0.0, fmt, reason="no_answer")
         return Verdict(1.0 if abs(answer - gold) <= params.tolerance else 0.0, fmt)

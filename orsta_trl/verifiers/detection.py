@@ -164,7 +164,9 @@ def _scale(pred_coords: str, ctx: Context) -> tuple[float, float] | None:
             return None
         if pred_coords == "norm1000":
             return width / 1000.0, height / 1000.0
-        return _resized_scale(int(width), int(height), int(ctx.min_pixels), int(ctx.max_pixels))
+        return _resized_scale(
+            int(width), int(height), int(ctx.settings.min_pixels), int(ctx.settings.max_pixels)
+        )
     except Exception:
         return None
 
@@ -209,6 +211,7 @@ class DetectionGold:
 
 class DetectionVerifier(Verifier):
     name = "detection"
+    answer_policy = "answer_tag_open"
     Params = DetectionParams
     parts = PARTS
     needs_image_size = True
@@ -278,7 +281,7 @@ def _thresholds(params: DetectionParams, ctx: Context) -> tuple[float, ...]:
     if setting == "average":
         return AVERAGE_THRESHOLDS
     if setting == "dynamic":
-        return (iou_threshold_at(ctx.progress, ctx.iou_schedule),)
+        return (iou_threshold_at(ctx.progress, ctx.settings.iou_schedule),)
     if isinstance(setting, bool) or not isinstance(setting, int | float) or not 0 < setting <= 1:
         raise ValueError(f"iou_override must be a number in (0, 1] or 'average', got {setting!r}")
     return (float(setting),)

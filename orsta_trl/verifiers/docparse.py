@@ -30,7 +30,7 @@ from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 from scipy.optimize import linear_sum_assignment
 
-from orsta_trl.verifiers.answer import answer_block
+from orsta_trl.verifiers.answer import extract
 from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier, check_choice, check_number
 
 SPLITS = ("blank_line", "line")
@@ -108,6 +108,7 @@ class DocparseVerifier(Verifier):
     """Document parsing to Markdown: edit distance, paragraph count and paragraph order."""
 
     name = "docparse"
+    answer_policy = "answer_tag_or_text"
     Params = DocparseParams
     parts = PARTS
 
@@ -120,8 +121,7 @@ class DocparseVerifier(Verifier):
         return ground_truth.strip()
 
     def score(self, text: str, gold: str, params: DocparseParams, ctx: Context) -> Verdict:
-        block = answer_block(text)
-        pred = (text if block is None else block).strip()
+        pred = extract(text, self.answer_policy).strip()
         if not pred and gold:
             return Verdict(0.0, 0.0, dict.fromkeys(PARTS, 0.0), reason="no_answer")
         scores = docparse_scores(pred, gold, params.split, params.min_similarity)

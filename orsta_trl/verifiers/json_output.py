@@ -23,7 +23,7 @@ from typing import Any
 
 import jsonschema
 
-from orsta_trl.verifiers.answer import answer_block, strip_code_fences
+from orsta_trl.verifiers.answer import extract
 from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier
 
 PARTS = ("json_hard", "json_soft")
@@ -31,8 +31,7 @@ PARTS = ("json_hard", "json_soft")
 
 def output_text(text: str) -> str:
     """The answer block (else the whole text) with a code fence removed, stripped."""
-    block = answer_block(text)
-    return strip_code_fences(text if block is None else block).strip()
+    return extract(text, "json")
 
 
 def parse_json(text: str) -> tuple[Any, bool]:
@@ -120,6 +119,7 @@ class JsonVerifier(Verifier):
     """A JSON object, optionally valid against a schema or holding required keys."""
 
     name = "json"
+    answer_policy = "json"
     Params = JsonParams
     parts = PARTS
 

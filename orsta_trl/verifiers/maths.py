@@ -1,15 +1,27 @@
-"""``math``: the last ``\\boxed{}`` answer checked against the ground truth with math-verify.
+"""``math``: the boxed answer checked against the ground truth with math-verify, as math-verify itself would.
 
-Where we deviate from TRL's ``accuracy_reward``:
+The reference is math-verify used directly: ``verify(parse(f"${gold}$"), parse(region, extraction_config=C))``
+where ``region`` is the completion's ``<answer>`` block (else the whole completion) and ``C`` is
+:func:`answer_config` (boxed answers only, every box read: ``\\boxed{1}, \\boxed{2}`` is the set {1, 2}). The
+tests hold a slice of math-verify's own test suite scored both ways.
 
-* the gold answer is parsed once per record, when the record is loaded; :class:`MathGold` carries the parse
-  pickled once, so a worker process unpickles it (at most once per worker) instead of parsing it again;
+Where we deviate from math-verify used directly, on purpose:
+
+* only a ``\\boxed{}`` answer scores (answer policy ``boxed_region``): a completion without one gets
+  ``no_answer``, although math-verify's other anchors ("the final answer is $x$") would read it. The prompts
+  ask for a box, and the format reward is about following them;
+* a gold that ``$gold$`` cannot parse is read as ``\\boxed{gold}`` before it is rejected, so records whose gold
+  is bare LaTeX that math-verify only reads boxed still load;
 * math-verify's SIGALRM timeouts are switched off: they only work in the main thread and cannot interrupt
-  C-level work. The router runs this verifier in killable worker processes instead (``isolated = True``),
-  which is the hard per-completion time limit;
-* answers that equal the gold as text (spaces ignored), and plain integers or decimals, are compared exactly
-  without sympy (:func:`quick_match`); only the rest becomes a slow job, de-duplicated per batch by
-  (gold, answer).
+  C-level work. The router runs this verifier in killable worker processes instead (``isolated = True``), under
+  a CPU-time limit.
+
+Where we deviate from TRL's ``accuracy_reward``: the gold is parsed once per process, not once per completion;
+workers receive the gold's *text* and parse it themselves (cached), because sympy relations and sets do not
+survive a pickle round trip (``z = 1 + 1 = 2`` fails to unpickle, ``x = \\pm 2`` comes back unequal to itself);
+plain integers and decimals are compared exactly without sympy (:func:`quick_match`, only when the region holds
+one box and both sides are plain numbers); everything else becomes a slow job, de-duplicated per batch by
+(gold, region).
 
 Accuracy is 1 when math-verify says the answer equals the gold, else 0. With ``params.format =
 "think_answer"`` the format score is 0.25 for each of ``<think>``, ``</think>``, ``<answer>``, ``</answer>``
@@ -20,12 +32,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import pickle
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from orsta_trl.verifiers.answer import answer_block, last_boxed, think_answer_format
+from orsta_trl.verifiers.answer import boxed_contents, extract, think_answer_format
 from orsta_trl.verifiers.base import NOT_RUN, Context, FieldError, Verdict, Verifier, check_choice
 
 for _name in ("math_verify.parser", "math_verify.grader", "math_verify.utils"):
@@ -33,7 +44,8 @@ for _name in ("math_verify.parser", "math_verify.grader", "math_verify.utils"):
 
 
 @functools.lru_cache(maxsize=1)
-def _answer_config():
+def answer_config():
+    """math-verify's extraction config for completions: boxed answers only, every box, units normalised."""
     from math_verify import LatexExtractionConfig
     from math_verify.parser import NormalizationConfig
 
@@ -55,24 +67,34 @@ def _parse(expression: str, config=None):
     return parse(expression, parsing_timeout=None, **kwargs)
 
 
-def parse_gold_text(text: str):
-    """math-verify's parse of a gold answer (bare, or already boxed)."""
-    parsed = _parse(f"\\boxed{{{text}}}", _answer_config())
-    return parsed or _parse(text)
+def gold_source(text: str) -> str:
+    """The text math-verify parses for a gold answer: ``$gold$`` (as the reference does), unless already in ``$``."""
+    text = text.strip()
+    return text if text.startswith("$") and text.endswith("$") and len(text) > 1 else f"${text}$"
+
+
+@functools.lru_cache(maxsize=4096)
+def gold_expression(text: str):
+    """math-verify's parse of a gold answer, once per process (in each worker, from the text it was sent).
+
+    ``$gold$`` first (the reference); a gold it cannot read is tried as ``\\boxed{gold}``; ``[]`` when neither
+    parses.
+    """
+    return _parse(gold_source(text)) or _parse(f"\\boxed{{{text}}}", answer_config())
 
 
 class MathGold:
-    """A gold answer: its text and math-verify's parse of it, pickled once (cheap to ship to workers)."""
+    """A gold answer, carried as its text: every process parses it itself (:func:`gold_expression`)."""
 
-    __slots__ = ("text", "blob")
+    __slots__ = ("text",)
 
-    def __init__(self, text: str, blob: bytes | None = None):
-        self.text, self.blob = text, blob
+    def __init__(self, text: str):
+        self.text = text
 
     @classmethod
     def parse(cls, text: str) -> MathGold | None:
-        parsed = parse_gold_text(text)
-        return cls(text, pickle.dumps(parsed)) if parsed else None
+        """The gold, or None when math-verify cannot parse it."""
+        return cls(text) if gold_expression(text) else None
 
     def __eq__(self, other) -> bool:
         return isinstance(other, MathGold) and other.text == self.text
@@ -81,69 +103,64 @@ class MathGold:
         return hash(self.text)
 
     def __reduce__(self):
-        return (MathGold, (self.text, self.blob))
+        return (MathGold, (self.text,))
 
     def __repr__(self) -> str:
         return f"MathGold({self.text!r})"
 
 
-@functools.lru_cache(maxsize=4096)
-def gold_expression(gold: MathGold):
-    """The parsed gold, unpickled once per process (parsed here only if it came without its parse)."""
-    return pickle.loads(gold.blob) if gold.blob is not None else parse_gold_text(gold.text)
-
-
 _INTEGER = re.compile(r"[-+]?\d{1,15}")
-_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)")
+_DECIMAL = re.compile(r"[-+]?(\d{1,15}\.\d{0,15}|\.\d{1,15})")
 
 
-def quick_match(gold_text: str, answer: str) -> bool | None:
+def quick_match(gold_text: str, region: str) -> bool | None:
     """Exact comparisons that need no sympy: True/False when decided, None when math-verify must judge.
 
-    >>> quick_match("92", " 92 "), quick_match("92", "91"), quick_match("0.5", ".50"), quick_match("0.5", "1/2")
-    (True, False, True, None)
+    Only a region with exactly one box whose content, like the gold, is a plain integer or decimal (no inner
+    spaces, no thousands separators) is decided here: integers by value, decimals only when equal. This never
+    says "equal" where math-verify says "different" (a test checks it against math-verify).
+
+    >>> quick_match("92", "\\\\boxed{ 92 }"), quick_match("92", "\\\\boxed{91}"), quick_match("0.5", "\\\\boxed{.50}")
+    (True, False, True)
+    >>> quick_match("1000", "\\\\boxed{1 000}") is None, quick_match("1", "\\\\boxed{1}, \\\\boxed{2}") is None
+    (True, True)
     """
-    answer, gold = _squash(answer), _squash(gold_text)
-    if answer == gold:
-        return True
+    boxes = boxed_contents(region)
+    if len(boxes) != 1:
+        return None
+    answer, gold = boxes[0].strip(), gold_text.strip()
     if _INTEGER.fullmatch(answer) and _INTEGER.fullmatch(gold):
         return int(answer) == int(gold)
-    if _DECIMAL.fullmatch(answer) and _DECIMAL.fullmatch(gold):
-        try:
-            if Decimal(answer) == Decimal(gold):
-                return True
-        except InvalidOperation:
-            return None
+    if all(_INTEGER.fullmatch(x) or _DECIMAL.fullmatch(x) for x in (answer, gold)):
+        return True if Decimal(answer) == Decimal(gold) else None
     return None
 
 
 @functools.lru_cache(maxsize=65536)
-def answers_match(gold: MathGold, answer: str) -> bool | None:
-    r"""math-verify's judgement of ``answer`` (the content of a ``\boxed{}``) against the gold answer.
+def answers_match(gold_text: str, region: str) -> bool | None:
+    r"""math-verify's judgement of the boxed answer(s) in ``region`` against the gold answer.
 
     Returns None when math-verify fails on the answer (malformed LaTeX).
 
-    >>> answers_match(MathGold.parse("\\frac{1}{2}"), "0.5")
+    >>> answers_match("\\frac{1}{2}", "\\boxed{0.5}")
     True
-    >>> answers_match(MathGold.parse("3"), "4")
+    >>> answers_match("x = 1, 2", "so \\boxed{1}, \\boxed{2}")
+    True
+    >>> answers_match("3", "\\boxed{4}")
     False
     """
     from math_verify import verify
 
-    quick = quick_match(gold.text, answer)
+    quick = quick_match(gold_text, region)
     if quick is not None:
         return quick
     try:
-        parsed = _parse(f"\\boxed{{{answer}}}", _answer_config())
+        parsed = _parse(region, answer_config())
         if not parsed:
             return False
-        return bool(verify(gold_expression(gold), parsed, timeout_seconds=None))
+        return bool(verify(gold_expression(gold_text), parsed, timeout_seconds=None))
     except Exception:  # math-verify raises on some malformed LaTeX; never crash training
         return None
-
-
-def _squash(text: str) -> str:
-    return "".join(text.split())
 
 
 @dataclass(frozen=True)
@@ -156,6 +173,7 @@ class MathParams:
 
 class MathVerifier(Verifier):
     name = "math"
+    answer_policy = "boxed_region"
     Params = MathParams
     isolated = True
 
@@ -171,31 +189,32 @@ class MathVerifier(Verifier):
         return gold
 
     def warm_up(self) -> None:
-        answers_match.__wrapped__(MathGold.parse("\\frac{1}{2}"), "0.5")
+        """Imports, grammar and caches: one parse and one verify of each kind a job does."""
+        answers_match.__wrapped__("\\frac{1}{2}", "\\boxed{0.5}")
+        answers_match.__wrapped__("x = 1, 2", "\\boxed{1}, \\boxed{2}")
 
-    @staticmethod
-    def _answer(text: str) -> str | None:
-        block = answer_block(text)
-        boxed = last_boxed(block if block is not None else text)
-        return boxed.strip() if boxed is not None and boxed.strip() else None
+    def _region(self, text: str) -> str | None:
+        """What math-verify reads: the answer region, when it holds a box with something in it."""
+        region = extract(text, self.answer_policy)
+        return region if region is not None and any(b.strip() for b in boxed_contents(region)) else None
 
     def slow_job(self, text: str, gold: MathGold, params: MathParams, ctx: Context):
-        answer = self._answer(text)
-        if answer is None or quick_match(gold.text, answer) is not None:
+        region = self._region(text)
+        if region is None or quick_match(gold.text, region) is not None:
             return None
-        return (gold, answer)
+        return (gold.text, region)
 
     def run_slow_job(self, job) -> bool | None:
         return answers_match(*job)
 
     def score(self, text: str, gold: MathGold, params: MathParams, ctx: Context, slow=NOT_RUN) -> Verdict:
         fmt = think_answer_format(text) if params.format == "think_answer" else 1.0
-        answer = self._answer(text)
-        if answer is None:
+        region = self._region(text)
+        if region is None:
             return Verdict(0.0, fmt, reason="no_answer")
-        correct = quick_match(gold.text, answer)
+        correct = quick_match(gold.text, region)
         if correct is None:
-            correct = answers_match(gold, answer) if slow is NOT_RUN else slow
+            correct = answers_match(gold.text, region) if slow is NOT_RUN else slow
         if correct is None:
             return Verdict(0.0, fmt, reason="unparsable_answer")
         return Verdict(1.0 if correct else 0.0, fmt)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rapidfuzz.distance import Levenshtein
 
-from orsta_trl.verifiers.answer import answer_block, last_boxed
+from orsta_trl.verifiers.answer import extract
 from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier, check_choice
 
 
@@ -50,6 +50,7 @@ class OcrParams:
 class OcrVerifier(Verifier):
     name = "ocr"
     Params = OcrParams
+    answer_policy = "answer_or_boxed"
 
     def prepare(self, ground_truth, params: OcrParams) -> str:
         if isinstance(ground_truth, bool) or not isinstance(ground_truth, str | int | float):
@@ -57,9 +58,7 @@ class OcrVerifier(Verifier):
         return normalise(str(ground_truth), params.case_sensitive)
 
     def score(self, text: str, gold: str, params: OcrParams, ctx: Context) -> Verdict:
-        answer = answer_block(text)
-        if answer is None:
-            answer = last_boxed(text)
+        answer = extract(text, self.answer_policy)
         fmt = 1.0 if answer is not None else 0.0
         answer = normalise(answer if answer is not None else text, params.case_sensitive)
         if not answer:

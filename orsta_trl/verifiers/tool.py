@@ -13,8 +13,11 @@ blocks (Qwen style), tool outputs as ``<tool_response>...</tool_response>`` bloc
 * ``tool_success`` part: successful calls / calls. With no call, 1 unless ``params.require_tool``, then 0.
 
 Call outcomes come from :func:`transcript_outcomes` (an output whose text starts with ``Error`` is a failure,
-as is a call with no output). Multi-turn training that knows the real outcomes hands them to
-:func:`rollout_scores` through its ``outcomes`` argument instead.
+as is a call with no output). Multi-turn training that knows the real outcomes puts them in the context's
+rollout slot (``ctx.rollout["tool_outcomes"]``, one bool per call), which wins over the transcript.
+
+The answer verifier is resolved once, when the record is prepared, from the registry handed to the constructor;
+this module imports nothing of the registry.
 
 Deviations from ARTIST: its format reward is a graded tag checklist over the same structure; here it is the
 share of the three holds above. ``isolated`` is True because the answer verifier (math-verify) may hang.
@@ -28,7 +31,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from orsta_trl.verifiers.answer import answer_block
+from orsta_trl.keys import unknown_key_message
+from orsta_trl.verifiers.answer import extract
 from orsta_trl.verifiers.base import NOT_RUN, Context, FieldError, Verdict, Verifier
 
 PARTS = ("tool_success",)
@@ -84,15 +88,15 @@ def rollout_scores(text: str, params: ToolParams, outcomes: Sequence[bool] | Non
     return {
         "format": (think_first + paired + answer_last) / 3.0,
         "tool_success": success,
-        "answer": answer_block(text),
+        "answer": extract(text, ToolVerifier.answer_policy),
     }
 
 
 @dataclass(frozen=True)
 class ToolGold:
-    """The answer verifier's name, parsed params and prepared ground truth."""
+    """The answer verifier (resolved when the record is prepared), its parsed params and prepared ground truth."""
 
-    verifier: str
+    verifier: Verifier
     params: Any
     gold: Any
 
@@ -134,50 +138,52 @@ class ToolParams:
             )
 
 
-def _answer_verifier(name: str) -> Verifier:
-    from orsta_trl.verifiers.registry import get_verifier  # lazy: the registry imports this module's siblings
-
-    try:
-        return get_verifier(name)
-    except FieldError as exc:
-        raise FieldError("reward.params.answer_verifier", exc.message) from None
-
-
 class ToolVerifier(Verifier):
     """An agentic rollout: answer correctness, rollout structure and tool-call success."""
 
     name = "tool"
+    answer_policy = "answer_tag"
     Params = ToolParams
     parts = PARTS
     isolated = True
 
+    def __init__(self, verifiers: Mapping[str, Verifier]):
+        """``verifiers``: the registry the answer verifier is looked up in (the registry passes itself)."""
+        self.verifiers = verifiers
+
     def prepare(self, ground_truth: Any, params: ToolParams) -> ToolGold:
-        inner = _answer_verifier(params.answer_verifier)
+        inner = self.verifiers.get(params.answer_verifier)
+        if inner is None:
+            raise FieldError(
+                "reward.params.answer_verifier",
+                unknown_key_message("verifier", params.answer_verifier, self.verifiers),
+            )
         try:
             inner_params = inner.parse_params(params.answer_params)
         except FieldError as exc:
             sub = exc.field.removeprefix("reward.params")
             raise FieldError(f"reward.params.answer_params{sub}", exc.message) from None
-        return ToolGold(params.answer_verifier, inner_params, inner.prepare(ground_truth, inner_params))
+        return ToolGold(inner, inner_params, inner.prepare(ground_truth, inner_params))
 
     def slow_job(self, text: str, gold: ToolGold, params: ToolParams, ctx: Context):
-        inner = _answer_verifier(gold.verifier)
-        answer = answer_block(text)
+        inner = gold.verifier
+        answer = extract(text, self.answer_policy)
         if not inner.isolated or answer is None:
             return None
         job = inner.slow_job(f"<answer>{answer}</answer>", gold.gold, gold.params, ctx)
-        return None if job is None else (gold.verifier, job)
+        return None if job is None else (inner, job)
 
     def run_slow_job(self, job):
-        name, inner_job = job
-        return _answer_verifier(name).run_slow_job(inner_job)
+        inner, inner_job = job
+        return inner.run_slow_job(inner_job)
 
     def score(self, text: str, gold: ToolGold, params: ToolParams, ctx: Context, slow=NOT_RUN) -> Verdict:
-        s = rollout_scores(text, params)
+        outcomes = (ctx.rollout or {}).get("tool_outcomes")
+        s = rollout_scores(text, params, outcomes)
         parts = {"tool_success": s["tool_success"]}
         if s["answer"] is None:
             return Verdict(0.0, s["format"], parts, reason="no_answer")
-        inner = _answer_verifier(gold.verifier)
+        inner = gold.verifier
         wrapped = f"<answer>{s['answer']}</answer>"
         if inner.isolated:
             verdict = inner.score(wrapped, gold.gold, gold.params, ctx, slow=slow)

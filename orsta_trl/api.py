@@ -1,0 +1,194 @@
+"""Training from Python: build the trainer from a recipe, train it, and get the per-source metrics back.
+
+Each phase is one step of the walk of a record: recipe → records → model and processor → rows → rewards →
+trainer → train → save and summarise. ``orsta_trl/train.py`` (the entry point of ``accelerate launch``) and
+``orsta-trl train`` call :func:`train`; notebooks call it directly::
+
+    import orsta_trl
+    recipe = orsta_trl.load_recipe("recipes/tiny_cpu.yaml", max_steps=10)
+    result = orsta_trl.train(recipe)
+    result.metrics.query("split == 'train'")[["step", "data_source", "reward", "accuracy"]]
+
+Everything that can be wrong with the recipe or the data is raised (as :class:`~orsta_trl.errors.RecipeError`,
+:class:`~orsta_trl.errors.DataError` or :class:`~orsta_trl.errors.NotReady`) before the model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orsta_trl.console import say
+from orsta_trl.errors import DataError, RecipeError
+from orsta_trl.recipe import Recipe, load_recipe
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        trainer: the :class:`~orsta_trl.trainer.OrstaGRPOTrainer` (its ``state``, ``model``, ``router``).
+        metrics: the per-source metrics as a pandas DataFrame, one row per (split, step, data_source), one
+            column per metric (``reward``, ``accuracy``, ``length/mean``, ...).
+        output_dir: where the model, the processor and the logs were written.
+        dropped: prompts dropped as too long, per data_source.
+    """
+
+    trainer: Any
+    metrics: Any
+    output_dir: Path
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
+    """Everything up to training: validate records, load model and processor, build rewards and the trainer.
+
+    Args:
+        recipe: a :class:`~orsta_trl.recipe.Recipe`, or the path of a YAML recipe.
+        **overrides: recipe keys as keyword arguments (only with a path, or they are applied to a copy).
+
+    Returns:
+        The :class:`~orsta_trl.trainer.OrstaGRPOTrainer`, not yet trained. Its reward workers are started;
+        ``trainer.router.close()`` stops them (:func:`train` does that itself). ``trainer.dropped`` holds the
+        prompts dropped as too long, per data_source.
+
+    Raises:
+        RecipeError, DataError, NotReady: before the model loads.
+    """
+    from orsta_trl.data.records import load_records
+    from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
+    from orsta_trl.evaluation import per_source_subset
+    from orsta_trl.models.loading import is_vision_model, load_model, load_processor, model_view
+    from orsta_trl.rewards.router import RewardRouter, check_ready
+    from orsta_trl.trainer import OrstaGRPOTrainer
+
+    recipe = _recipe(recipe, overrides)
+    grpo, model_args, orsta = recipe.grpo, recipe.model, recipe.orsta
+    where = f"{recipe.path}: " if recipe.path else ""
+    name = model_args.model_name_or_path
+    if not name:
+        raise RecipeError(f"{where}model_name_or_path is missing: name a model folder or a hub model")
+    if not orsta.train_files:
+        raise RecipeError(f"{where}train_files is missing: list the dataset files to train on")
+
+    # ---- records: validated before anything heavy is loaded
+    records = load_records(orsta.train_files)
+    say(f"loaded {len(records)} records from {len(orsta.train_files)} file(s)")
+    eval_records = per_source_subset(load_records(orsta.eval_datasets), orsta.eval_max_samples)
+    if eval_records:
+        say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
+    check_ready([*records, *eval_records], orsta.reward_settings())
+
+    # ---- processor and model
+    vision = is_vision_model(name)
+    processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
+    if vision and grpo.use_vllm and grpo.vllm_mode == "colocate":
+        from accelerate import PartialState
+
+        view, state = Path(grpo.output_dir) / "model_view", PartialState()
+        with state.main_process_first():  # one rank writes the view; the others wait, then read it
+            if state.is_main_process:
+                model_view(name, processor, view, model_args.model_revision)
+        name = str(view)
+        say(f"colocated vLLM reads the processor config from {name}")
+    model = load_model(
+        name,
+        vision=vision,
+        dtype=model_args.dtype,
+        attn_implementation=model_args.attn_implementation,
+        revision=model_args.model_revision,
+    )
+
+    # ---- rows: drop prompts that do not fit
+    kept, dropped = filter_long_prompts(records, processor, orsta.max_prompt_length)
+    if dropped:
+        say(
+            f"dropped {sum(dropped.values())} prompt(s) longer than max_prompt_length={orsta.max_prompt_length}: "
+            + ", ".join(f"{s}={n}" for s, n in sorted(dropped.items()))
+        )
+    if not kept:
+        raise DataError(
+            f"no record is left to train on: all {len(records)} prompts are longer than "
+            f"max_prompt_length={orsta.max_prompt_length} (raise it, or lower max_pixels)"
+        )
+    dataset = to_trl_dataset(kept, vision=vision)
+
+    # ---- rewards and trainer
+    from trl import get_peft_config
+
+    router = RewardRouter(kept, orsta.reward_settings())
+    trainer = OrstaGRPOTrainer(
+        model=model,
+        args=grpo,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+        router=router,
+        orsta=orsta,
+        eval_records=eval_records,
+    )
+    trainer.dropped = dict(dropped)
+    router.start(also=eval_records)
+    state = trainer.accelerator.state
+    say(f"{state.num_processes} process(es), {state.distributed_type.value}, device {state.device}")
+    return trainer
+
+
+def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
+    """Train with GRPO from a recipe; save the model and processor; print the per-source summary.
+
+    Args:
+        recipe: a :class:`~orsta_trl.recipe.Recipe`, or the path of a YAML recipe.
+        **overrides: recipe keys as keyword arguments (``max_steps=10``).
+
+    Returns:
+        A :class:`TrainResult` with the trainer, the per-source metrics DataFrame and the output folder.
+
+    Raises:
+        RecipeError, DataError, NotReady: before the model loads.
+    """
+    recipe = _recipe(recipe, overrides)
+    trainer = build_trainer(recipe)
+    try:
+        trainer.train(resume_from_checkpoint=recipe.grpo.resume_from_checkpoint)
+    finally:
+        trainer.router.close()
+
+    # ---- save and summarise
+    output_dir = Path(recipe.grpo.output_dir)
+    trainer.save_model(str(output_dir))
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(str(output_dir))
+        print("\nper-source summary (all ranks; reward over the run, its first and last quarter)")
+        print(trainer.summary.table(), flush=True)
+    return TrainResult(trainer, metrics_frame(trainer.source_history), output_dir, trainer.dropped)
+
+
+def metrics_frame(history: list[dict]):
+    """A DataFrame of per-source values: one row per (split, step, data_source), one column per metric."""
+    import pandas as pd
+
+    from orsta_trl.monitor.source_metrics import parse_tag
+
+    rows: dict[tuple, dict] = {}
+    for entry in history:
+        split, source, metric = parse_tag(entry["tag"])
+        key = (split, entry["step"], source)
+        rows.setdefault(key, {"split": split, "step": entry["step"], "data_source": source})[metric] = entry[
+            "value"
+        ]
+    frame = pd.DataFrame(list(rows.values()), columns=None if rows else ["split", "step", "data_source"])
+    return frame.sort_values(["split", "step", "data_source"], ignore_index=True)
+
+
+def _recipe(recipe, overrides: dict) -> Recipe:
+    if not isinstance(recipe, Recipe):
+        return load_recipe(recipe, overrides)
+    if overrides:
+        raise RecipeError(
+            f"overrides {sorted(overrides)} given with a Recipe object: pass them to load_recipe(), "
+            "or pass the recipe's path here"
+        )
+    return recipe

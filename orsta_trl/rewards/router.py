@@ -1,0 +1,241 @@
+"""The reward function TRL sees: route each completion to its record's verifier and combine the verdict.
+
+For every completion the record gives the verifier, its prepared ground truth and params, and the weights; the
+router returns one :class:`~orsta_trl.rewards.sample.Sample` per completion, whose ``reward`` is
+(Σ weight_k × part_k) / (Σ weight_k) (:func:`~orsta_trl.rewards.formula.combine`). The samples go back to the
+caller that asked for them: :meth:`RewardRouter.score` returns them, and :meth:`RewardRouter.reward_function`
+hands each TRL call's samples to a callback (the trainer's monitor). The router keeps no per-call state.
+
+* Training progress (global step / max steps) comes from TRL's ``trainer_state`` on every call, so the
+  dynamic IoU threshold is right after a resume; the current threshold is logged every step.
+* Identical (record, completion, rollout) triples are scored once per batch.
+* Verifiers marked ``isolated`` hand their slow jobs (math: the (gold, answer) pairs that need sympy) to a
+  :class:`~orsta_trl.rewards.pool.WorkerPool`, de-duplicated across the batch, each under
+  ``reward_timeout_s`` of CPU time; a job past the limit scores 0 with ``reason="timeout"``. Everything else
+  runs here.
+* Nothing a completion contains can raise: a verifier bug scores 0 with ``reason="verifier_error:..."``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from orsta_trl.console import say
+from orsta_trl.data.chat import messages_text
+from orsta_trl.data.records import Record
+from orsta_trl.errors import DataError
+from orsta_trl.rewards.formula import combine
+from orsta_trl.rewards.pool import Outcome, Task, WorkerPool
+from orsta_trl.rewards.sample import Sample
+from orsta_trl.verifiers.base import Context, RewardSettings, Verdict
+from orsta_trl.verifiers.schedule import iou_threshold_at
+
+#: Called with each TRL call's samples and the call's ``prompts`` and ``completion_ids``.
+SampleSink = Callable[..., None]
+
+
+class RewardRouter:
+    """Scores completions against records; callable with TRL's reward-function protocol.
+
+    Args:
+        records: the records that TRL rows name by (``data_source``, ``id``).
+        settings: the run's reward settings (pixel bounds, IoU schedule, time limit, workers).
+    """
+
+    __name__ = "orsta"  # TRL names the reward metric after it: rewards/orsta/mean
+
+    def __init__(self, records: Iterable[Record] = (), settings: RewardSettings | None = None):
+        self.records: dict[tuple[str, str], Record] = {r.key: r for r in records}
+        self.settings = settings or RewardSettings()
+        self._pool: WorkerPool | None = None
+
+    @classmethod
+    def from_records(cls, records: Iterable[Record], settings: RewardSettings | None = None) -> RewardRouter:
+        return cls(records, settings)
+
+    @property
+    def pool(self) -> WorkerPool:
+        if self._pool is None:
+            self._pool = WorkerPool(
+                self.settings.reward_timeout_s, workers=self.settings.reward_workers or None
+            )
+        return self._pool
+
+    def start(self, also: Iterable[Record] = ()) -> None:
+        """Check that every verifier in use (by the router's records and ``also``, e.g. evaluation records) is
+        ready, and start the worker pool when any of them runs isolated."""
+        verifiers = check_ready([*self.records.values(), *also], self.settings)
+        if any(v.isolated for v in verifiers):
+            self.pool.start()
+            say(self.pool.describe())
+
+    def threshold(self, progress: float) -> float:
+        return iou_threshold_at(progress, self.settings.iou_schedule)
+
+    def context(self, record: Record, progress: float = 1.0, iou_override=None, rollout=None) -> Context:
+        return Context(progress, tuple(record.image_sizes), self.settings, iou_override, rollout)
+
+    def lookup(self, keys: Sequence[tuple[str, str]]) -> list[Record]:
+        """The records named by (data_source, id) keys; an unknown key is a DataError naming it."""
+        found = []
+        for key in keys:
+            record = self.records.get(tuple(key))
+            if record is None:
+                raise DataError(f"no record with data_source={key[0]!r} and id={key[1]!r}")
+            found.append(record)
+        return found
+
+    def score(
+        self,
+        records: Sequence[Record],
+        texts: Sequence[str],
+        progress: float = 1.0,
+        *,
+        iou_override=None,
+        rollouts: Sequence[Mapping | None] | None = None,
+    ) -> list[Sample]:
+        """Score ``texts[i]`` against ``records[i]``; one :class:`Sample` per completion, in order.
+
+        ``records`` need not be the router's own (evaluation scores its held-out records here). ``rollouts``
+        gives per-completion generation data for the verifiers' context (the tool loop's real outcomes).
+        """
+        rollouts = [None] * len(texts) if rollouts is None else list(rollouts)
+        unique: dict[tuple, int] = {}
+        order = [
+            unique.setdefault((id(record), text, _rollout_key(rollout)), len(unique))
+            for record, text, rollout in zip(records, texts, rollouts, strict=True)
+        ]
+        firsts: dict[int, tuple[Record, str, Mapping | None]] = {}
+        for slot, triple in zip(order, zip(records, texts, rollouts, strict=True), strict=True):
+            firsts.setdefault(slot, triple)
+        verdicts: list[Verdict | None] = [None] * len(unique)
+        waiting: list[tuple[int, str, Record, Context, Task]] = []
+        for slot, (record, text, rollout) in firsts.items():
+            spec = record.reward
+            ctx = self.context(record, progress, iou_override, rollout)
+            job = _safe_slow_job(spec, text, ctx) if spec.verifier.isolated else None
+            if job is None:
+                verdicts[slot] = _safe_score(spec, text, ctx)
+            else:
+                waiting.append((slot, text, record, ctx, Task(spec.verifier.name, job)))
+        if waiting:
+            jobs = list(dict.fromkeys(task for *_, task in waiting))
+            results = dict(zip(jobs, self.pool.map(jobs), strict=True))
+            for slot, text, record, ctx, task in waiting:
+                result = results[task]
+                verdicts[slot] = (
+                    _failed(record.reward, result)
+                    if isinstance(result, Outcome)
+                    else _safe_score(record.reward, text, ctx, slow=result)
+                )
+        return [
+            _sample(record, text, verdicts[slot])
+            for record, text, slot in zip(records, texts, order, strict=True)
+        ]
+
+    def score_batch(
+        self,
+        completions,
+        data_source,
+        id,  # noqa: A002 (TRL passes the dataset column by its name)
+        trainer_state=None,
+        log_metric=None,
+        log_extra=None,
+        **_unused,
+    ) -> list[Sample]:
+        """Score one TRL reward call (its keyword arguments as TRL passes them); log the threshold and time."""
+        started = time.perf_counter()
+        texts = [completion_text(c) for c in completions]
+        progress = training_progress(trainer_state)
+        samples = self.score(self.lookup(list(zip(data_source, id, strict=True))), texts, progress)
+        if log_metric is not None:
+            log_metric("reward/iou_threshold", self.threshold(progress))
+            log_metric("reward/seconds", time.perf_counter() - started)
+        if log_extra is not None:
+            log_extra("reason", [s.reason or "" for s in samples])
+        return samples
+
+    def reward_function(self, on_samples: SampleSink) -> Callable[..., list[float]]:
+        """A TRL reward function that hands each call's samples to ``on_samples(samples, prompts=,
+        completion_ids=)`` before returning the rewards: how the trainer's monitor gets its verdicts."""
+
+        def orsta(prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
+            samples = self.score_batch(completions, **kwargs)
+            on_samples(samples, prompts=prompts, completion_ids=completion_ids)
+            return [s.reward for s in samples]
+
+        return orsta
+
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
+        """TRL's reward-function protocol: one float per completion."""
+        return [s.reward for s in self.score_batch(completions, **kwargs)]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pool"] = None
+        return state
+
+
+def check_ready(records: Iterable[Record], settings: RewardSettings) -> list:
+    """Raise NotReady when a verifier the records use cannot score here; return those verifiers."""
+    verifiers = list({r.reward.verifier.name: r.reward.verifier for r in records}.values())
+    ctx = Context(settings=settings)
+    for verifier in verifiers:
+        verifier.check_ready(ctx)
+    return verifiers
+
+
+def _rollout_key(rollout: Mapping | None):
+    return None if rollout is None else json.dumps(rollout, sort_keys=True, default=str)
+
+
+def _sample(record: Record, text: str, verdict: Verdict) -> Sample:
+    return Sample(
+        data_source=record.data_source,
+        id=record.id,
+        verifier=record.reward.verifier.name,
+        reward=combine(record.reward, verdict),
+        accuracy=float(verdict.accuracy),
+        format=float(verdict.format),
+        parts={k: float(v) for k, v in verdict.parts.items()},
+        reason=verdict.reason,
+        text=text,
+    )
+
+
+def _safe_score(spec, text: str, ctx: Context, **slow) -> Verdict:
+    try:
+        return spec.verifier.score(text, spec.gold, spec.params, ctx, **slow)
+    except Exception as exc:  # a verifier bug must never crash training
+        return _failed(spec, f"verifier_error:{type(exc).__name__}")
+
+
+def _safe_slow_job(spec, text: str, ctx: Context):
+    try:
+        return spec.verifier.slow_job(text, spec.gold, spec.params, ctx)
+    except Exception:  # let score() report the problem in-process
+        return None
+
+
+def _failed(spec, reason: str) -> Verdict:
+    """Zero for every part, with the reason (a timeout, a dead worker, a verifier bug)."""
+    return Verdict(0.0, 0.0, {name: 0.0 for name in spec.verifier.parts}, str(reason))
+
+
+def training_progress(trainer_state) -> float:
+    """global_step / max_steps from TRL's trainer state (1.0 outside training)."""
+    if trainer_state is None or not getattr(trainer_state, "max_steps", 0):
+        return 1.0
+    return min(1.0, max(0.0, trainer_state.global_step / trainer_state.max_steps))
+
+
+def completion_text(completion) -> str:
+    """The text of a TRL completion: a string, or a list of messages whose contents are joined."""
+    return messages_text(completion)
