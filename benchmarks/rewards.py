@@ -6,8 +6,12 @@ Prints, in one run:
 1. completions/s per verifier on a mixed batch of N completions scored through the router (as in training:
    per-batch de-duplication, isolated verifiers in the worker pool); best of three runs, each with a fresh
    router and pool so that no cache carries over;
-2. TRL's serial ``accuracy_reward`` on the same math completions, beside ours;
-3. the wall time of a math batch that contains pathological inputs, against the time limit.
+2. math, ours against TRL's ``accuracy_reward`` on the same completions, TRL given a gold it can parse
+   (``$gold$``): runs alternate (ours, TRL, ours, TRL, ...) and the medians are reported, on the idle machine
+   and with two busy-loop processes running; wall-clock completions/s, CPU seconds per completion (ours:
+   this process plus the workers' job time), and the number of timeouts, with the shipped limit and the pool
+   included (a fresh pool per run, its start-up not timed);
+3. each pathological input's time to come back as ``timeout``, against the limit plus 1 s.
 Every completion has its own reasoning text (a few hundred characters with inline LaTeX), so no two are
 identical; answers repeat within a prompt group as they do in GRPO (the correct one, an equivalent form, and
 wrong ones).
@@ -203,7 +207,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, default=1024, help="completions in the mixed batch")
-    parser.add_argument("--timeout", type=float, default=2.0, help="reward_timeout_s")
+    parser.add_argument("--timeout", type=float, default=2.0, help="reward_timeout_s (CPU seconds per job)")
+    parser.add_argument("--runs", type=int, default=5, help="alternating runs of ours and TRL's, each")
     args = parser.parse_args()
     rng = random.Random(0)
     settings = RewardSettings(reward_timeout_s=args.timeout)
@@ -240,54 +245,89 @@ def main() -> None:
     )
     print(f"{'mixed':<10} {mixed:>14,.0f}")
 
-    # --- math: ours against TRL's accuracy_reward on the same completions
+    # --- math: ours against TRL's accuracy_reward, alternating, idle and under load
+    math_records, math_keys, math_texts = math_cases(random.Random(1), args.n)
+    for load in (0, 2):
+        compare_with_trl(math_records, math_keys, math_texts, settings, load, args.runs)
+
+    # --- pathological inputs: each must come back as a timeout within the limit plus 1 s
+    pathological(settings)
+
+
+def compare_with_trl(records, keys, texts, settings, load: int, runs: int) -> None:
+    """Alternate ours and TRL's ``accuracy_reward`` ``runs`` times each; print medians."""
+    import statistics
+
     from trl.rewards import accuracy_reward
 
-    math_records, math_keys, math_texts = math_cases(random.Random(1), args.n)
-    gold_by_key = {r.key: r.reward.gold.text for r in math_records}
-    trl_rate = 0.0
-    for _ in range(3):  # best of three, as for ours
-        start = time.perf_counter()
-        accuracy_reward(
-            [[{"role": "assistant", "content": t}] for t in math_texts], [gold_by_key[k] for k in math_keys]
-        )
-        trl_rate = max(trl_rate, len(math_texts) / (time.perf_counter() - start))
-    ours = throughput(
-        math_records,
-        math_keys,
-        math_texts,
-        settings,
-        warm_up=math_cases(random.Random(99), 256, source="warm_up"),
-    )
+    gold_by_key = {r.key: f"${r.reward.gold.text}$" for r in records}  # a gold that math-verify's parse reads
+    solutions = [gold_by_key[k] for k in keys]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    hogs = busy_loops(load)
+    ours, theirs = [], []
+    try:
+        for _ in range(runs):
+            router = RewardRouter.from_records(records, settings)
+            router.start()
+            try:
+                cpu, start = time.process_time(), time.perf_counter()
+                scored = router.score(router.lookup(keys), texts)
+                wall = time.perf_counter() - start
+                cpu = time.process_time() - cpu + sum(router.pool.job_cpu_s)
+            finally:
+                router.close()
+            ours.append((len(texts) / wall, cpu / len(texts), sum(s.reason == "timeout" for s in scored)))
+            cpu, start = time.process_time(), time.perf_counter()
+            rewards = accuracy_reward(completions, solutions)
+            wall = time.perf_counter() - start
+            theirs.append((len(texts) / wall, (time.process_time() - cpu) / len(texts), rewards.count(None)))
+    finally:
+        for hog in hogs:
+            hog.kill()
+
+    def med(rows, i):
+        return statistics.median(r[i] for r in rows)
+
+    ratios = [a[0] / b[0] for a, b in zip(ours, theirs, strict=True)]
     print(
-        f"\nmath, {len(math_texts)} completions: TRL accuracy_reward {trl_rate:,.0f}/s, orsta-trl {ours:,.0f}/s "
-        f"({ours / trl_rate:.1f}x)"
+        f"\nmath, {len(texts)} completions, {'idle' if not load else f'{load} busy-loop processes'}, "
+        f"{runs} alternating runs each (medians):\n"
+        f"  orsta-trl  {med(ours, 0):>7,.0f}/s  {med(ours, 1) * 1000:6.2f} ms CPU/completion  "
+        f"timeouts {max(r[2] for r in ours)}\n"
+        f"  TRL        {med(theirs, 0):>7,.0f}/s  {med(theirs, 1) * 1000:6.2f} ms CPU/completion  "
+        f"unscored (None) {max(r[2] for r in theirs)}\n"
+        f"  ratio of wall-clock throughput: median {statistics.median(ratios):.1f}x "
+        f"(min {min(ratios):.1f}x, max {max(ratios):.1f}x)"
     )
 
-    # --- pathological inputs: each must come back as a timeout within the limit
-    bad = [
-        r"\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}",
-        r"\boxed{9^{9^{9^{9^{9}}}}}",
-        r"\boxed{x^{5^{5^{5^{5}}}}}",
-    ]
-    p_records, p_keys, p_texts = math_cases(random.Random(2), 64)
+
+def busy_loops(n: int) -> list:
+    """``n`` processes that spin for at most 10 minutes (the caller kills them sooner)."""
+    import subprocess
+
+    code = "import time\nend = time.time() + 600\nwhile time.time() < end:\n    pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+    time.sleep(0.5 if n else 0)
+    return hogs
+
+
+def pathological(settings) -> None:
+    bad = [r"\dfrac{5^{5^{5^{5^5}}}-4}{3}", r"9^{9^{9^{9^9}}}", r"x^{5^{5^{5^{5}}}}"]
     three = record("math_bad", "b0", {"verifier": "math", "ground_truth": "3"})
-    p_keys = p_keys + [three.key] * len(bad) * 2
-    p_texts = p_texts + [f"<answer>{b}</answer> #{k}" for k in range(2) for b in bad]
-    router = RewardRouter.from_records([*p_records, three], settings)
+    router = RewardRouter.from_records([three], settings)
+    limit = settings.reward_timeout_s
     try:
         router.start()
-        start = time.perf_counter()
-        scored = router.score(router.lookup(p_keys), p_texts)
-        wall = time.perf_counter() - start
+        for answer in bad:
+            start = time.perf_counter()
+            (sample,) = router.score([three], [f"<answer>\\boxed{{{answer}}}</answer>"])
+            wall = time.perf_counter() - start
+            verdict = "OK" if sample.reason == "timeout" and wall <= limit + 1 else "OVER"
+            print(
+                f"pathological {answer!r}: {sample.reason} after {wall:.2f}s (limit {limit:g}s + 1s) -> {verdict}"
+            )
     finally:
         router.close()
-    timeouts = sum(s.verdict.reason == "timeout" for s in scored)
-    print(
-        f"pathological batch: {len(p_texts)} completions ({len(bad) * 2} pathological) in {wall:.2f}s; "
-        f"{timeouts} timed out; limit {args.timeout:.1f}s + 1s = {args.timeout + 1:.1f}s "
-        f"-> {'OK' if wall <= args.timeout + 1 else 'OVER'}"
-    )
 
 
 if __name__ == "__main__":

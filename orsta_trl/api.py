@@ -130,7 +130,9 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
         eval_records=eval_records,
     )
     trainer.dropped = dict(dropped)
-    router.start(also=eval_records)
+    pool = router.start(also=eval_records)
+    if pool is not None:
+        say(pool.describe())
     state = trainer.accelerator.state
     say(f"{state.num_processes} process(es), {state.distributed_type.value}, device {state.device}")
     return trainer

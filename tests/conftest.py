@@ -118,3 +118,22 @@ def scalar_tags(run_dir: Path) -> dict[str, list[float]]:
         for tag in acc.Tags()["scalars"]:
             values.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
     return values
+
+
+def math_verify_reference(gold: str, completion: str) -> bool | None:
+    """math-verify used directly, the reference of the math verifier: ``$gold$`` against the completion parsed
+    with the verifier's extraction config (None when math-verify raises)."""
+    from math_verify import parse, verify
+
+    from orsta_trl.verifiers.maths import answer_config, gold_source
+
+    try:
+        return bool(
+            verify(
+                parse(gold_source(gold), parsing_timeout=None),
+                parse(completion, extraction_config=answer_config(), parsing_timeout=None),
+                timeout_seconds=None,
+            )
+        )
+    except Exception:
+        return None

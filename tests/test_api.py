@@ -167,3 +167,16 @@ def test_import_is_cheap():
     code = "import sys, orsta_trl; print('torch' in sys.modules, 'trl' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path):
+    """The README's Python block, verbatim, in a fresh folder (it writes demo/ there)."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "recipes").symlink_to(PACKAGE.parent / "recipes")
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(PACKAGE.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", block], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "synth_ocr" in result.stdout and (tmp_path / "demo/run/config.json").exists()

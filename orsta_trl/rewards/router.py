@@ -22,7 +22,6 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from orsta_trl.console import say
 from orsta_trl.data.chat import messages_text
 from orsta_trl.data.records import Record
 from orsta_trl.errors import DataError
@@ -63,13 +62,14 @@ class RewardRouter:
             )
         return self._pool
 
-    def start(self, also: Iterable[Record] = ()) -> None:
+    def start(self, also: Iterable[Record] = ()) -> WorkerPool | None:
         """Check that every verifier in use (by the router's records and ``also``, e.g. evaluation records) is
-        ready, and start the worker pool when any of them runs isolated."""
+        ready, and start the worker pool when any of them runs isolated; return the pool (None without one)."""
         verifiers = check_ready([*self.records.values(), *also], self.settings)
-        if any(v.isolated for v in verifiers):
-            self.pool.start()
-            say(self.pool.describe())
+        if not any(v.isolated for v in verifiers):
+            return None
+        self.pool.start()
+        return self.pool
 
     def threshold(self, progress: float) -> float:
         return iou_threshold_at(progress, self.settings.iou_schedule)
