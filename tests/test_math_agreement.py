@@ -50,7 +50,9 @@ def score_through_the_pool(pairs, timeout_s=2.0, workers=None):
         gold: Record(f"g{i}", "mv", [], [], prepare_reward({"verifier": "math", "ground_truth": gold}))
         for i, gold in enumerate(golds)
     }
-    router = RewardRouter(records.values(), RewardSettings(reward_timeout_s=timeout_s, reward_workers=workers or 0))
+    router = RewardRouter(
+        records.values(), RewardSettings(reward_timeout_s=timeout_s, reward_workers=workers or 0)
+    )
     try:
         router.start()
         return router.score([records[g] for g, _ in pairs], [f"<answer>{c}</answer>" for _, c in pairs])
@@ -88,8 +90,26 @@ def test_agrees_with_math_verify_on_its_own_test_suite():
 
 def test_the_fast_path_never_says_equal_where_math_verify_says_different():
     rng = random.Random(0)
-    numbers = ["0", "7", "-3", "+4", "05", "12", "0.5", ".50", "1.0", "1", "2.50", "2.5", "1 000", "1,000", "1000"]
-    numbers += [str(rng.randint(-50, 50)) for _ in range(20)] + [f"{rng.uniform(-5, 5):.3f}" for _ in range(10)]
+    numbers = [
+        "0",
+        "7",
+        "-3",
+        "+4",
+        "05",
+        "12",
+        "0.5",
+        ".50",
+        "1.0",
+        "1",
+        "2.50",
+        "2.5",
+        "1 000",
+        "1,000",
+        "1000",
+    ]
+    numbers += [str(rng.randint(-50, 50)) for _ in range(20)] + [
+        f"{rng.uniform(-5, 5):.3f}" for _ in range(10)
+    ]
     decided = 0
     for gold in numbers[:12] + numbers[15:25]:
         for answer in rng.sample(numbers, 12):
