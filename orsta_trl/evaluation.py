@@ -257,7 +257,20 @@ def evaluate_checkpoint(
     iou_threshold="average",
     recipe_path: str | None = None,
 ) -> dict:
-    """``orsta-trl eval``: greedy completions of a saved model on a dataset; a JSON report."""
+    """Greedy completions of a saved model (full, or a LoRA adapter) on held-out records, scored per source.
+
+    Args:
+        checkpoint: the model folder (``output_dir`` of a run).
+        data: dataset files, or records in memory (see :func:`orsta_trl.data.records.load_records`).
+        output: also write the report as JSON here.
+        max_new_tokens, batch_size: generation settings.
+        iou_threshold: the fixed IoU setting of detection (a number or ``"average"``).
+        recipe_path: take pixel bounds and reward settings from this recipe (else the checkpoint's processor).
+
+    Returns:
+        The report: ``metrics`` (``eval/source/<data_source>/<metric>``), ``coco`` (mAP per detection
+        source), ``completions`` and the settings used. ``orsta-trl eval`` prints it as a table.
+    """
     import dataclasses
 
     from orsta_trl.data.records import load_records

@@ -115,7 +115,16 @@ def score(
 def score_files(
     records_path, completions_path, out_path, *, progress: float = 1.0, recipe_path=None
 ) -> list[dict]:
-    """``orsta-trl score``: score every completion line, write one JSON line each to OUT, return the rows."""
+    """What ``orsta-trl score`` runs: :func:`score` from files to a file.
+
+    Args:
+        records_path, completions_path: as ``records`` and ``completions`` of :func:`score`.
+        out_path: the JSONL written, one line per completion (``Sample.as_dict()``).
+        progress, recipe_path: as for :func:`score`.
+
+    Returns:
+        The rows written, as dicts.
+    """
     out = [
         s.as_dict() for s in score(records_path, completions_path, progress=progress, recipe_path=recipe_path)
     ]

@@ -77,15 +77,19 @@ def _suite():
 
 def test_agrees_with_math_verify_on_its_own_test_suite():
     cases = _suite()
-    assert len(cases) >= 150
+    assert len(cases) >= 250
     samples = score_through_the_pool([(c["gold"], c["prediction"]) for c in cases])
+    boxed = [(c, s) for c, s in zip(cases, samples, strict=True) if "\\boxed" in c["prediction"]]
     disagree = [
         (c["source"], c["gold"], c["prediction"], c["reference"], s.accuracy, s.reason)
-        for c, s in zip(cases, samples, strict=True)
+        for c, s in boxed
         if (s.accuracy == 1.0) != c["reference"]
     ]
-    assert disagree == []
+    assert len(boxed) >= 200 and disagree == []
     assert sum(s.reason == "timeout" for s in samples) == 0
+    # the deliberate deviation: an answer that is not boxed scores 0 (math-verify's prose anchors would read it)
+    unboxed = [s for c, s in zip(cases, samples, strict=True) if "\\boxed" not in c["prediction"]]
+    assert unboxed and all(s.accuracy == 0.0 and s.reason == "no_answer" for s in unboxed)
 
 
 def test_the_fast_path_never_says_equal_where_math_verify_says_different():
@@ -133,7 +137,7 @@ def busy_cpus():
 
 
 def test_no_ordinary_answer_times_out_under_cpu_load(busy_cpus):
-    ordinary = [(c["gold"], c["prediction"]) for c in _suite() if c.get("reference_seconds", 0) < 0.5][:120]
+    ordinary = [(c["gold"], c["prediction"]) for c in _suite() if "\\boxed" in c["prediction"]][:150]
     pathological = [("3", r"\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}"), ("3", r"\boxed{9^{9^{9^{9^9}}}}")]
     assert all(hog.poll() is None for hog in busy_cpus)  # the load is really there
     samples = score_through_the_pool(ordinary + pathological)  # the shipped limit: 2 s of CPU per job

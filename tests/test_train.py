@@ -164,3 +164,18 @@ def test_text_model_with_math_rewards_in_worker_processes(tiny_lm, tmp_path):
         "train/source/arith/reason/no_answer"
     ]  # random text has no \boxed{} answer: counted, scored 0
     assert all(v == 0.0 for v in tags["train/source/arith/accuracy"])
+    # the random policy never boxes an answer, so the hard record is checked here, through the same workers
+    import time
+
+    import orsta_trl
+
+    completions = [
+        {"id": "hard", "data_source": "arith", "completion": r"<answer>\boxed{9^{9^{9^{9^9}}}}</answer>"},
+        {"id": "hard", "data_source": "arith", "completion": r"<answer>\boxed{\frac{5^{5^{5}}}{3}}</answer>"},
+        {"id": "q1", "data_source": "arith", "completion": r"<answer>\boxed{2}</answer>"},
+    ]
+    start = time.perf_counter()
+    samples = orsta_trl.score(data, completions, settings=orsta_trl.RewardSettings(reward_timeout_s=1.0))
+    assert [s.reason for s in samples] == ["timeout", None, None]
+    assert [s.accuracy for s in samples] == [0.0, 1.0, 1.0]
+    assert time.perf_counter() - start < 30  # pool start-up included; the timeout itself took about 1 s

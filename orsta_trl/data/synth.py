@@ -297,9 +297,17 @@ def synth(
     tasks: Iterable[str] | None = None,
     image_size: Sequence[int] = (112, 224),
 ) -> Path:
-    """Write ``n`` records per task to ``out_dir/data.jsonl`` (+ ``out_dir/images/*.png``); return the jsonl path.
+    """Write ``n`` synthetic records per task to ``out_dir/data.jsonl`` and their images to ``out_dir/images/``.
 
-    ``image_size`` is the (min, max) side length in pixels; each record draws its own width and height.
+    Args:
+        out_dir: the folder to write.
+        n: records per task.
+        seed: the same seed gives the same records and images.
+        tasks: a subset of :data:`TASKS` (default: all of them).
+        image_size: the (min, max) side length in pixels; each record draws its own width and height.
+
+    Returns:
+        The path of the JSONL file.
     """
     tasks = list(TASKS if tasks is None else tasks)
     for task in tasks:

@@ -146,8 +146,14 @@ def make_tiny_vl(
 
     Text: hidden 64, 2 layers, 4 heads (2 kv), head_dim 16, M-RoPE sections [2, 3, 3].
     Vision: depth 2 (block 0 windowed, block 1 full attention), hidden 32, merger to 64.
-    The processor uses ``min_pixels``/``max_pixels`` for both images and videos.
-    Returns ``Path(out_dir)``; reload with ``AutoProcessor``/``AutoModelForImageTextToText``.
+
+    Args:
+        out_dir: the folder to write (created when missing).
+        seed: the weights' seed; the same seed gives identical files.
+        min_pixels, max_pixels: the processor's bounds, for both images and videos.
+
+    Returns:
+        ``Path(out_dir)``; reload with ``AutoProcessor``/``AutoModelForImageTextToText``.
     """
     out = Path(out_dir)
     tokenizer = make_tiny_tokenizer()
@@ -211,7 +217,14 @@ def make_tiny_lm(out_dir: str | Path, *, seed: int = 0) -> Path:
     """Build and save a random-weight tiny text-only ``Qwen2ForCausalLM`` + tokenizer.
 
     Same tokenizer as :func:`make_tiny_vl`, Qwen2.5 ChatML template (from TRL), left padding,
-    hidden 64, 2 layers, 4 heads (2 kv), tied embeddings like Qwen2.5-0.5B. Returns ``Path(out_dir)``.
+    hidden 64, 2 layers, 4 heads (2 kv), tied embeddings like Qwen2.5-0.5B.
+
+    Args:
+        out_dir: the folder to write (created when missing).
+        seed: the weights' seed.
+
+    Returns:
+        ``Path(out_dir)``.
     """
     out = Path(out_dir)
     tokenizer = make_tiny_tokenizer()

@@ -178,7 +178,15 @@ def plot_source(source: str, train: dict[str, Series], evaluation: dict[str, Ser
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
-    """Write ``source_<ds>.png`` per source and ``summary.md`` to ``out_dir`` (default RUN_DIR/report)."""
+    """Plots and a summary table from a run's TensorBoard event files.
+
+    Args:
+        run_dir: the run's ``output_dir`` (event files are found recursively, resumed runs merged).
+        out_dir: where to write (default ``RUN_DIR/report``).
+
+    Returns:
+        The folder holding ``source_<data_source>.png`` per source and ``summary.md``.
+    """
     return _write(Path(run_dir), out_dir, load_scalars(run_dir))
 
 

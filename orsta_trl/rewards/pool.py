@@ -162,6 +162,18 @@ class _Worker:
     def job_cpu(self) -> float:
         return self.cpu_seconds() - self.started_cpu
 
+    def over(self, now: float, timeout_s: float, wall_limit_s: float) -> bool:
+        """Past a limit? The OS is asked for CPU time only once the job has run ``timeout_s`` of wall time:
+        before that its CPU time (one thread) cannot have passed the limit, so fast jobs cost no system call."""
+        wall = now - self.started_wall
+        return wall >= wall_limit_s or (wall >= timeout_s and self.job_cpu() >= timeout_s)
+
+    def seconds_to_limit(self, now: float, timeout_s: float, wall_limit_s: float) -> float:
+        """A lower bound on the wall time before the job can pass a limit."""
+        wall = now - self.started_wall
+        cpu_left = timeout_s - wall if wall < timeout_s else timeout_s - self.job_cpu()
+        return min(cpu_left, wall_limit_s - wall)
+
     def kill(self) -> None:
         self.process.kill()
         self.process.join(timeout=5)
@@ -277,7 +289,7 @@ class WorkerPool:
                 idle.append(worker)
             now = time.monotonic()
             for conn, worker in list(busy.items()):
-                if worker.job_cpu() >= self.timeout_s or now - worker.started_wall >= self.wall_limit_s:
+                if worker.over(now, self.timeout_s, self.wall_limit_s):
                     busy.pop(conn)
                     results[worker.task] = TIMED_OUT
                     self.timeouts += 1
@@ -289,11 +301,7 @@ class WorkerPool:
         """Seconds until a busy job could first pass a limit: its CPU cannot grow faster than the wall clock."""
         if not busy:
             return self.stall_s
-        waits = []
-        for worker in busy.values():
-            waits.append(self.timeout_s - worker.job_cpu())
-            waits.append(self.wall_limit_s - (now - worker.started_wall))
-        wake = min(waits)
+        wake = min(w.seconds_to_limit(now, self.timeout_s, self.wall_limit_s) for w in busy.values())
         if pending and len(self._pool) < self.max_workers:
             wake = min(wake, self.stall_s)
         return max(0.005, wake)
