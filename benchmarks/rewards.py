@@ -210,11 +210,28 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1024, help="completions in the mixed batch")
     parser.add_argument("--timeout", type=float, default=2.0, help="reward_timeout_s (CPU seconds per job)")
     parser.add_argument("--runs", type=int, default=5, help="alternating runs of ours and TRL's, each")
+    parser.add_argument(
+        "--math-only", action="store_true", help="only the math comparison and pathological inputs"
+    )
     args = parser.parse_args()
     rng = random.Random(0)
     settings = RewardSettings(reward_timeout_s=args.timeout)
+    if not args.math_only:
+        per_verifier(rng, args.n, settings)
+
+    # --- math: ours against TRL's accuracy_reward, alternating, idle and under load
+    math_records, math_keys, math_texts = math_cases(random.Random(1), args.n)
+    for load in (0, 2):
+        compare_with_trl(math_records, math_keys, math_texts, settings, load, args.runs)
+
+    # --- pathological inputs: each must come back as a timeout within the limit plus 1 s
+    pathological(settings)
+
+
+def per_verifier(rng: random.Random, n: int, settings) -> None:
+    """Completions/s per verifier, then on the shuffled mix of all of them."""
     kinds = ["math", "detection", "count", "ocr", "docparse", "json", "plan", "tool", "rewrite"]
-    share = args.n // len(kinds) // GROUP * GROUP
+    share = n // len(kinds) // GROUP * GROUP
     print(
         f"machine: {os.cpu_count()} cores; mixed batch of {share * len(kinds)} completions "
         f"({share} per verifier), groups of {GROUP}"
@@ -245,14 +262,6 @@ def main() -> None:
         warm_up=math_cases(random.Random(99), 256, source="warm_up"),
     )
     print(f"{'mixed':<10} {mixed:>14,.0f}")
-
-    # --- math: ours against TRL's accuracy_reward, alternating, idle and under load
-    math_records, math_keys, math_texts = math_cases(random.Random(1), args.n)
-    for load in (0, 2):
-        compare_with_trl(math_records, math_keys, math_texts, settings, load, args.runs)
-
-    # --- pathological inputs: each must come back as a timeout within the limit plus 1 s
-    pathological(settings)
 
 
 def compare_with_trl(records, keys, texts, settings, load: int, runs: int) -> None:

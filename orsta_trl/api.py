@@ -15,6 +15,7 @@ Everything that can be wrong with the recipe or the data is raised (as :class:`~
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,15 +67,15 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
 
     recipe = _recipe(recipe, overrides)
     grpo, model_args, orsta = recipe.grpo, recipe.model, recipe.orsta
-    where = f"{recipe.path}: " if recipe.path else ""
+    check_paths(recipe)
     name = model_args.model_name_or_path
-    if not name:
-        raise RecipeError(f"{where}model_name_or_path is missing: name a model folder or a hub model")
-    if not orsta.train_files:
-        raise RecipeError(f"{where}train_files is missing: list the dataset files to train on")
 
     # ---- records: validated before anything heavy is loaded
     records = load_records(orsta.train_files)
+    if not records:
+        raise DataError(
+            f"{', '.join(map(str, orsta.train_files))}: no records to train on (the files are empty)"
+        )
     say(f"loaded {len(records)} records from {len(orsta.train_files)} file(s)")
     eval_records = per_source_subset(load_records(orsta.eval_datasets), orsta.eval_max_samples)
     if eval_records:
@@ -82,7 +83,10 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     check_ready([*records, *eval_records], orsta.reward_settings())
 
     # ---- processor and model
-    vision = is_vision_model(name)
+    try:
+        vision = is_vision_model(name)
+    except OSError as exc:
+        raise RecipeError(f"model_name_or_path {name!r}: cannot read its config ({exc})") from None
     processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
     if vision and grpo.use_vllm and grpo.vllm_mode == "colocate":
         from accelerate import PartialState
@@ -136,6 +140,44 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     state = trainer.accelerator.state
     say(f"{state.num_processes} process(es), {state.distributed_type.value}, device {state.device}")
     return trainer
+
+
+def check_paths(recipe: Recipe) -> None:
+    """The recipe's paths, checked before anything loads: the model, the output folder, the checkpoint.
+
+    Raises:
+        RecipeError: naming the key, the path and what to change.
+    """
+    grpo, orsta, where = recipe.grpo, recipe.orsta, f"{recipe.path}: " if recipe.path else ""
+    name = recipe.model.model_name_or_path
+    if not name:
+        raise RecipeError(f"{where}model_name_or_path is missing: name a model folder or a hub model")
+    if not orsta.train_files:
+        raise RecipeError(f"{where}train_files is missing: list the dataset files to train on")
+    model = Path(name).expanduser()
+    if model.exists() and not (model / "config.json").is_file():
+        raise RecipeError(f"{where}model_name_or_path: {name} has no config.json (is it a model folder?)")
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
+    if not model.exists() and looks_local:
+        raise RecipeError(
+            f"{where}model_name_or_path: no such folder {name} (relative paths start at {Path.cwd()}), "
+            "and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
+        )
+    out = Path(grpo.output_dir)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise RecipeError(f"{where}output_dir: {existing} is a file, so {out} cannot be created")
+    if not os.access(existing, os.W_OK):
+        raise RecipeError(f"{where}output_dir: {existing} is not writable")
+    if grpo.resume_from_checkpoint is True:
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+        if last is None:
+            raise RecipeError(f"{where}resume_from_checkpoint: true, but {out} holds no checkpoint-* folder")
+        grpo.resume_from_checkpoint = last
+    elif grpo.resume_from_checkpoint and not Path(grpo.resume_from_checkpoint).is_dir():
+        raise RecipeError(f"{where}resume_from_checkpoint: no such folder {grpo.resume_from_checkpoint}")
 
 
 def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:

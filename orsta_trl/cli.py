@@ -34,6 +34,9 @@ def exit_on_error(run: Callable[[], int | None]) -> int:
     except OrstaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the environment, not our data: a permission, a full disk
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _make_tiny(args) -> None:
@@ -55,6 +58,9 @@ def _check_data(args) -> int:
     from orsta_trl.data.records import load_records
 
     records = load_records(args.paths)
+    if not records:
+        print(f"error: no records in {', '.join(args.paths)}", file=sys.stderr)
+        return 1
     by_source = defaultdict(list)
     for record in records:
         by_source[record.data_source].append(record)

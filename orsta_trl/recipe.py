@@ -9,6 +9,7 @@ TrainingArguments checks against the hardware (bf16/fp16) are validated as boole
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import types
 import typing
@@ -19,7 +20,7 @@ from typing import Any
 import yaml
 
 from orsta_trl.errors import RecipeError
-from orsta_trl.keys import unknown_key_message
+from orsta_trl.keys import nearest, unknown_key_message
 from orsta_trl.verifiers.base import (
     DEFAULT_IOU_SCHEDULE,
     DEFAULT_MAX_PIXELS,
@@ -148,7 +149,17 @@ class OrstaConfig:
             raise ValueError(f"dump_format must be 'jsonl' or 'parquet', got {self.dump_format!r}")
         from orsta_trl.verifiers.schedule import validate_schedule
 
-        validate_schedule(self.iou_schedule)
+        pairs = validate_schedule(self.iou_schedule)
+        thresholds = [threshold for _, threshold in pairs]
+        if any(later < earlier for earlier, later in itertools.pairwise(thresholds)):
+            import warnings
+
+            warnings.warn(
+                f"iou_schedule: the IoU threshold decreases over training ({' -> '.join(map(str, thresholds))}); "
+                "V-Triune raises it (0.85 -> 0.95 -> 0.99). Ignore this if it is on purpose.",
+                UserWarning,
+                stacklevel=2,
+            )
 
     def reward_settings(self) -> RewardSettings:
         """The reward settings of this recipe, one object, filled by field name (each is a recipe key)."""
@@ -279,6 +290,7 @@ def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool
                 restore[key] = kwargs[GRPOConfig].get(key, True)
                 kwargs[GRPOConfig][key] = False
     kwargs[GRPOConfig].setdefault("output_dir", "runs/orsta")
+    check_values(kwargs[GRPOConfig], where)
     try:
         orsta = OrstaConfig(**kwargs[OrstaConfig])
         model = ModelConfig(**kwargs[ModelConfig])
@@ -288,6 +300,40 @@ def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool
     for key, value in restore.items():
         setattr(grpo, key, value)
     return Recipe(grpo, model, orsta, path)
+
+
+#: GRPOConfig keys whose values TRL 1.16 checks only once the trainer is built (or never); checked here, with
+#: the recipe. ``tests/test_recipe.py`` keeps each list in step with TRL's own help texts.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "loss_type": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+    "vllm_mode": ("server", "colocate"),
+    "vllm_model_impl": ("transformers", "vllm"),
+    "importance_sampling_level": ("token", "sequence"),
+}
+
+
+def check_values(values: dict[str, Any], where: str = "") -> None:
+    """Reject, before anything is built, values that TRL or transformers would reject late or not at all."""
+    for key, choices in CHOICES.items():
+        if key in values and values[key] not in choices:
+            hint = nearest(str(values[key]), choices)
+            raise RecipeError(
+                f"{where}{key}: {values[key]!r} is not one of {list(choices)}"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+            )
+    steps = values.get("max_steps")
+    if steps is not None and (steps == 0 or steps < -1):
+        raise RecipeError(
+            f"{where}max_steps: {steps} trains nothing; give a positive number, or -1 to use epochs"
+        )
+    reports = values.get("report_to")
+    if reports is not None:
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+        valid = ("all", "none", *INTEGRATION_TO_CALLBACK)
+        for name in [reports] if isinstance(reports, str) else list(reports):
+            if name not in valid:
+                raise RecipeError(f"{where}report_to: {unknown_key_message('integration', str(name), valid)}")
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -312,11 +358,16 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 def _coerce(cls: type, key: str, value: Any, where: str) -> Any:
     """Turn YAML's strings for numbers like ``1e-6`` into floats, and check simple scalar types."""
+    if key == "resume_from_checkpoint" and isinstance(value, bool):
+        return value or None  # TRL's and transformers' "true": the last checkpoint in output_dir
     hints = typing.get_type_hints(cls)
     allowed = _scalar_types(hints.get(key))
     if isinstance(value, str) and (float in allowed or int in allowed) and _NUMBER.fullmatch(value.strip()):
         number = float(value)
         value = int(number) if int in allowed and float not in allowed and number.is_integer() else number
+    if isinstance(value, bool) and allowed and bool not in allowed:  # bool is an int in Python: not here
+        names = " or ".join(sorted(t.__name__ for t in allowed))
+        raise RecipeError(f"{where}{key}: expected {names}, got {value!r}")
     if allowed and value is not None and not isinstance(value, tuple(allowed)):
         names = " or ".join(sorted(t.__name__ for t in allowed))
         raise RecipeError(f"{where}{key}: expected {names}, got {value!r}")

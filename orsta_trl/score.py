@@ -32,8 +32,14 @@ def read_completions(path: str | Path) -> list[dict]:
         numbered = list(enumerate(read_dump(path)))
     else:
         numbered = []
-        with Path(path).open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
+        with Path(path).open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        f"{path}:{number}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+                    ) from None
                 if line.strip():
                     try:
                         numbered.append((number, json.loads(line)))

@@ -92,13 +92,13 @@ def iter_raw_records(path: str | Path) -> Iterator[tuple[str, Any]]:
     path_str = str(path)
     p = Path(path_str)
     if p.suffix in (".jsonl", ".json") and p.exists():
-        with p.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
+        with p.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
                 try:
-                    yield f"{p}:{number}", json.loads(line)
-                except json.JSONDecodeError as exc:
+                    line = raw.decode("utf-8")
+                    if line.strip():
+                        yield f"{p}:{number}", json.loads(line)
+                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                     yield f"{p}:{number}", exc
     elif p.suffix == ".parquet" and p.exists():
         import pyarrow.parquet as pq
@@ -187,7 +187,8 @@ def _raw_records(source: list) -> Iterator[tuple[str, Any, Path]]:
 def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str = "all") -> Record:
     """Check one raw record against the contract and prepare its reward; raise RecordError."""
     if isinstance(raw, Exception):
-        raise RecordError(location, None, None, "(line)", f"not valid JSON: {raw}")
+        kind = "UTF-8" if isinstance(raw, UnicodeDecodeError) else "JSON"
+        raise RecordError(location, None, None, "(line)", f"not valid {kind}: {raw}")
     if not isinstance(raw, Mapping):
         raise RecordError(location, None, None, "(record)", f"must be an object, got {type(raw).__name__}")
     source, rid = raw.get("data_source"), raw.get("id")
@@ -237,9 +238,14 @@ def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str
     if image_sizes == "all" or (image_sizes == "needed" and reward.verifier.needs_image_size):
         for index, image in enumerate(paths):
             try:
-                sizes.append(read_image_size(image))
-            except (OSError, ValueError) as exc:
+                sizes.append(read_image_size(image, decode=image_sizes == "all"))
+            except (OSError, ValueError, SyntaxError) as exc:
                 raise fail(f"images[{index}]", f"cannot read image {image}: {exc}") from None
+    if sizes:
+        try:
+            reward.verifier.check_images(reward.gold, reward.params, sizes)
+        except FieldError as exc:
+            raise fail(exc.field, exc.message) from None
     return Record(rid, source, prompt, paths, reward, sizes, dict(extra), dict(reward_raw))
 
 
@@ -294,13 +300,18 @@ def resolve_image(image: Any, base_dir: Path):
     raise ValueError(f"must be an image path, a PIL image or {{'bytes': ...}}, got {type(image).__name__}")
 
 
-def read_image_size(image) -> tuple[int, int]:
-    """(width, height) of a path (from the header, without decoding pixels) or of an in-memory image."""
+def read_image_size(image, *, decode: bool = False) -> tuple[int, int]:
+    """(width, height) of a path or of an in-memory image; ``decode`` reads every pixel, so a truncated or
+    corrupt file fails here, before training, rather than in the middle of a run."""
     if not isinstance(image, str):
+        if decode:
+            image.load()
         return image.size
     from PIL import Image
 
     with Image.open(image) as opened:
+        if decode:
+            opened.load()
         return opened.size
 
 

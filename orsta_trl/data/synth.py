@@ -26,6 +26,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from orsta_trl.errors import DataError
 from orsta_trl.keys import unknown_key_message
 
 TASKS: tuple[str, ...] = ("detection", "grounding", "counting", "ocr", "math", "chart")
@@ -270,7 +271,7 @@ def make_record(task: str, index: int, seed: int = 0, image_size: Sequence[int] 
     """One record (a dict in the data contract) and its image; the image path is ``images/<id>.png``."""
     rng = random.Random(f"orsta-synth/{seed}/{task}/{index}")
     if task not in _BUILDERS:
-        raise ValueError(unknown_key_message("synth task", task, TASKS))
+        raise DataError(unknown_key_message("synth task", task, TASKS))
     img, text, verifier, ground_truth, params, extra = _BUILDERS[task](rng, image_size, index)
     rid = f"{task}-{index:05d}"
     record = {
@@ -312,10 +313,10 @@ def synth(
     tasks = list(TASKS if tasks is None else tasks)
     for task in tasks:
         if task not in TASKS:
-            raise ValueError(unknown_key_message("synth task", task, TASKS))
+            raise DataError(unknown_key_message("synth task", task, TASKS))
     lo, hi = int(image_size[0]), int(image_size[1])
     if not 64 <= lo <= hi:
-        raise ValueError(f"image_size must be (min, max) with 64 <= min <= max, got {tuple(image_size)}")
+        raise DataError(f"image_size must be (min, max) with 64 <= min <= max, got {tuple(image_size)}")
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     lines = []

@@ -97,10 +97,40 @@ def _worker_main(conn: Connection) -> None:
 
 @dataclass(frozen=True)
 class Task:
-    """One slow job of the verifier named ``verifier``."""
+    """One slow job of the verifier named ``verifier``.
+
+    ``affinity``: jobs with the same key (math: the gold's text) go to the same worker while it has more of
+    them, so a gold is parsed once per batch instead of once in every worker.
+    """
 
     verifier: str
     job: Any
+    affinity: Any = None
+
+
+class _Pending:
+    """The jobs not yet sent, grouped by affinity key, in order of first appearance."""
+
+    def __init__(self, tasks: list[Task]):
+        self.groups: dict[Any, deque[int]] = {}
+        for index, task in enumerate(tasks):
+            key = ("#", index) if task.affinity is None else task.affinity
+            self.groups.setdefault(key, deque()).append(index)
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
+
+    def take(self, worker: _Worker, others: set) -> int:
+        """The next job for ``worker``: more of the key it last ran, else the first key no other worker is on."""
+        key = worker.last_key if worker.last_key in self.groups else None
+        if key is None:
+            key = next((k for k in self.groups if k not in others), next(iter(self.groups)))
+        group = self.groups[key]
+        index = group.popleft()
+        if not group:
+            del self.groups[key]
+        worker.last_key = key
+        return index
 
 
 @contextmanager
@@ -133,6 +163,7 @@ class _Worker:
         self.task: int | None = None
         self.started_wall = self.started_cpu = 0.0
         self.jobs_done = 0
+        self.last_key: Any = None
 
     def mark_ready(self) -> bool:
         """Read the worker's ready message; False when it died while starting."""
@@ -248,7 +279,7 @@ class WorkerPool:
         if not tasks:
             return []
         self._fill(min(self.workers, len(tasks)))
-        pending = deque(range(len(tasks)))
+        pending = _Pending(tasks)
         busy: dict[Connection, _Worker] = {}
         idle = [w for w in self._pool if w.ready]
         if not idle:  # a fresh pool: wait for the first workers to warm up
@@ -258,7 +289,7 @@ class WorkerPool:
         while pending or busy:
             while pending and idle:
                 worker = idle.pop()
-                index = pending.popleft()
+                index = pending.take(worker, {w.last_key for w in busy.values()})
                 worker.send(index, tasks[index])
                 busy[worker.conn] = worker
             starting = {w.conn: w for w in self._pool + self._spares if not w.ready}

@@ -119,7 +119,8 @@ class RewardRouter:
             if job is None:
                 verdicts[slot] = _safe_score(spec, text, ctx)
             else:
-                waiting.append((slot, text, record, ctx, Task(spec.verifier.name, job)))
+                task = Task(spec.verifier.name, job, spec.verifier.job_affinity(job))
+                waiting.append((slot, text, record, ctx, task))
         if waiting:
             jobs = list(dict.fromkeys(task for *_, task in waiting))
             results = dict(zip(jobs, self.pool.map(jobs), strict=True))

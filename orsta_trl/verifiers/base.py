@@ -169,6 +169,13 @@ class Verifier(ABC):
         """Isolated verifiers: compute a job returned by :meth:`slow_job` (in a worker process)."""
         raise TypeError(f"{self.name} returns no slow jobs, so it has none to run")
 
+    def job_affinity(self, job: Any) -> Any:
+        """Isolated verifiers: a key shared by jobs that reuse one worker's cache (math: the gold), or None."""
+        return None
+
+    def check_images(self, gold: Any, params: Any, image_sizes: list[tuple[int, int]]) -> None:  # noqa: B027
+        """Raise FieldError when the prepared ground truth is impossible for the record's images (sizes known)."""
+
     def check_ready(self, ctx: Context) -> None:  # noqa: B027 (an optional hook)
         """Raise before training when something the verifier needs at scoring time is missing (a model)."""
 

@@ -228,7 +228,23 @@ class DetectionVerifier(Verifier):
             if problem is not None:
                 raise FieldError("reward.ground_truth", f"box {i} {problem}: {item!r}"[:300])
         boxes = [as_box(item) for item in ground_truth]
+        for i, box in enumerate(boxes):
+            if min(box[:4]) < 0:
+                raise FieldError("reward.ground_truth", f"box {i} has negative coordinates: {list(box[:4])}")
         return DetectionGold(coords_array(boxes), tuple(b[4] for b in boxes))
+
+    def check_images(self, gold: DetectionGold, params: DetectionParams, image_sizes) -> None:
+        """Ground truth is in original pixels: a box that starts outside the first image cannot be right."""
+        if not image_sizes:
+            return
+        width, height = image_sizes[0]
+        for i, (x1, y1, _, _) in enumerate(gold.boxes.tolist()):
+            if x1 >= width or y1 >= height:
+                raise FieldError(
+                    "reward.ground_truth",
+                    f"box {i} {gold.boxes[i].tolist()} lies outside its {width}x{height} image "
+                    "(ground-truth boxes are in original pixels)",
+                )
 
     def score(self, text: str, gold: DetectionGold, params: DetectionParams, ctx: Context) -> Verdict:
         zeros = dict.fromkeys(PARTS, 0.0)

@@ -207,6 +207,9 @@ class MathVerifier(Verifier):
     def run_slow_job(self, job) -> bool | None:
         return answers_match(*job)
 
+    def job_affinity(self, job) -> str:
+        return job[0]  # the gold: a worker that parsed it keeps it in its cache
+
     def score(self, text: str, gold: MathGold, params: MathParams, ctx: Context, slow=NOT_RUN) -> Verdict:
         fmt = think_answer_format(text) if params.format == "think_answer" else 1.0
         region = self._region(text)

@@ -53,8 +53,12 @@ class OcrVerifier(Verifier):
     answer_policy = "answer_or_boxed"
 
     def prepare(self, ground_truth, params: OcrParams) -> str:
-        if isinstance(ground_truth, bool) or not isinstance(ground_truth, str | int | float):
-            raise FieldError("reward.ground_truth", f"ocr needs a string, got {ground_truth!r}")
+        if not isinstance(ground_truth, str):
+            raise FieldError(
+                "reward.ground_truth",
+                f"ocr needs the text as a string, got {type(ground_truth).__name__} {ground_truth!r} "
+                "(a number loses digits such as a trailing zero: quote it)",
+            )
         return normalise(str(ground_truth), params.case_sensitive)
 
     def score(self, text: str, gold: str, params: OcrParams, ctx: Context) -> Verdict:

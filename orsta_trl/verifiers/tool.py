@@ -177,6 +177,10 @@ class ToolVerifier(Verifier):
         inner, inner_job = job
         return inner.run_slow_job(inner_job)
 
+    def job_affinity(self, job):
+        inner, inner_job = job
+        return inner.job_affinity(inner_job)
+
     def score(self, text: str, gold: ToolGold, params: ToolParams, ctx: Context, slow=NOT_RUN) -> Verdict:
         outcomes = (ctx.rollout or {}).get("tool_outcomes")
         s = rollout_scores(text, params, outcomes)
