@@ -9,7 +9,10 @@ import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from orsta_trl.verifiers.adversarial import adversarial_completion
 from orsta_trl.verifiers.answer import POLICIES
 from orsta_trl.verifiers.base import Context, FieldError
 from orsta_trl.verifiers.registry import REGISTRY, get_verifier
@@ -55,6 +58,8 @@ CASES = [
 ]
 GARBAGE = ("", "\x00\ud800", "{" * 500, "<answer>" * 50, "]" * 1000 + "[{", "\\boxed{" * 200, "</answer>" * 3)
 CTX = Context(image_sizes=((100, 100),))
+#: One completion that walks every verifier's lazy imports (box matching loads scipy) before anything is timed.
+WARM_UP = '<think>w</think><answer>[{"bbox_2d": [10, 10, 50, 50], "label": "a"}] \\boxed{1}</answer>'
 
 
 def test_every_registered_verifier_has_cases_and_a_declared_policy():
@@ -87,3 +92,73 @@ def test_the_contract_can_fail():
     """A verifier name outside the registry is an error naming the nearest one, not a silent default."""
     with pytest.raises(FieldError, match="did you mean 'math'"):
         get_verifier("maths")
+
+
+def test_tag_blocks_match_the_regex_they_replace_in_linear_time():
+    import random
+    import re
+    import time
+
+    from orsta_trl.verifiers.answer import answer_block, tag_blocks
+
+    pattern = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+    rng = random.Random(0)
+    pieces = ["<answer>", "</answer>", "a", "b<", ">", "</answer", "<answer", "\n"]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        expected = [(m.start(), m.end(), m.group(1)) for m in pattern.finditer(text)]
+        assert tag_blocks(text, "answer") == expected, text
+        assert answer_block(text) == (expected[-1][2] if expected else None), text
+    start = time.perf_counter()
+    assert tag_blocks("<answer>" * 50_000, "answer") == []
+    assert time.perf_counter() - start < 0.5  # the regex took seconds on this
+
+
+@pytest.fixture(scope="module")
+def every_verifier():
+    """One record per registered verifier (the first case of each), behind one router with its worker pool."""
+    from orsta_trl.data.records import Record, prepare_reward
+    from orsta_trl.rewards import RewardRouter, RewardSettings
+
+    first = {}
+    for name, gt, raw_params, _ in CASES:
+        first.setdefault(name, (gt, raw_params))
+    records = [
+        Record(
+            f"{name}0",
+            f"fuzz_{name}",
+            [],
+            [],
+            prepare_reward({"verifier": name, "ground_truth": gt, "params": p}),
+            [(100, 100)],
+        )
+        for name, (gt, p) in sorted(first.items())
+    ]
+    router = RewardRouter(records, RewardSettings(reward_timeout_s=1.0))
+    router.start()
+    router.score(records, [WARM_UP] * len(records))
+    yield router, records
+    router.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), extra=st.text(max_size=200), before=st.booleans())
+def test_fuzzed_completions_never_raise_stay_in_range_and_return_in_time(every_verifier, seed, extra, before):
+    """Adversarial completions (``verifiers/adversarial.py``) plus arbitrary text, through the router: every
+    verifier at once, the isolated ones under their time limit in the pool."""
+    import math
+    import random
+    import time
+
+    router, records = every_verifier
+    _, text = adversarial_completion(random.Random(seed))
+    text = extra + text if before else text + extra
+    start = time.perf_counter()
+    samples = router.score(records, [text] * len(records))
+    elapsed = time.perf_counter() - start
+    for record, sample in zip(records, samples, strict=True):
+        values = [sample.reward, sample.accuracy, sample.format, *sample.parts.values()]
+        assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in values), (record.data_source, values)
+        assert set(sample.parts) == set(record.reward.verifier.parts)
+        assert not (sample.reason or "").startswith("verifier_error"), (record.data_source, sample.reason)
+    assert elapsed < router.settings.reward_timeout_s + 2.0, f"{elapsed:.2f}s on {text[:80]!r}"

@@ -254,6 +254,7 @@ class WorkerPool:
         self.replaced = 0
         self.failed_starts = 0
         self.job_cpu_s: list[float] = []  # worker-side CPU time of each finished job
+        self.job_wall_s: list[float] = []  # wall time of each job, finished or timed out
 
     def describe(self) -> str:
         return (
@@ -313,6 +314,7 @@ class WorkerPool:
                     results[worker.task] = WORKER_DIED
                     self._replace(worker, idle)
                     continue
+                self.job_wall_s.append(time.monotonic() - worker.started_wall)
                 worker.jobs_done += 1
                 self.failed_starts = 0
                 self.job_cpu_s.append(cpu)
@@ -323,6 +325,7 @@ class WorkerPool:
                 if worker.over(now, self.timeout_s, self.wall_limit_s):
                     busy.pop(conn)
                     results[worker.task] = TIMED_OUT
+                    self.job_wall_s.append(now - worker.started_wall)
                     self.timeouts += 1
                     self._replace(worker, idle)
         self._shrink()

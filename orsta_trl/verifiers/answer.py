@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _OPEN_ANSWER_RE = re.compile(r"<answer>(.*)\Z", re.DOTALL)
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)(?:```|\Z)", re.DOTALL)
 _INTEGER_RE = re.compile(r"[-+]?\d[\d,]*")
@@ -89,8 +88,27 @@ def answer_block(text: str) -> str | None:
     >>> answer_block("no tags") is None
     True
     """
-    matches = _ANSWER_RE.findall(text)
-    return matches[-1] if matches else None
+    blocks = tag_blocks(text, "answer")
+    return blocks[-1][2] if blocks else None
+
+
+def tag_blocks(text: str, tag: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every complete ``<tag>...</tag>`` block, as ``re.finditer`` with
+    ``<tag>(.*?)</tag>`` finds them, in linear time: the regex rescans to the end from every unclosed
+    ``<tag>``, which costs seconds on ``"<answer>" * 20_000``.
+
+    >>> tag_blocks("<a>1</a> <a>2 <a>3</a>", "a")
+    [(0, 8, '1'), (9, 22, '2 <a>3')]
+    """
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    found, position = [], 0
+    while (start := text.find(opening, position)) >= 0:
+        end = text.find(closing, start + len(opening))
+        if end < 0:
+            break
+        position = end + len(closing)
+        found.append((start, position, text[start + len(opening) : end]))
+    return found
 
 
 def answer_block_or_tail(text: str) -> str | None:
@@ -135,8 +153,12 @@ def boxed_contents(text: str) -> list[str]:
     ['1', '\\\\frac{1}{2}']
     """
     found, start = [], 0
+    next_at = {tag: text.find(tag) for tag in ("\\boxed{", "\\fbox{")}  # each tag's next hit, kept: linear
     while True:
-        hits = [i for i in (text.find("\\boxed{", start), text.find("\\fbox{", start)) if i >= 0]
+        for tag, at in next_at.items():
+            if 0 <= at < start:
+                next_at[tag] = text.find(tag, start)
+        hits = [at for at in next_at.values() if at >= 0]
         if not hits:
             return found
         i = text.index("{", min(hits)) + 1

@@ -28,28 +28,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from orsta_trl.keys import unknown_key_message
-from orsta_trl.verifiers.answer import extract
+from orsta_trl.verifiers.answer import extract, tag_blocks
 from orsta_trl.verifiers.base import NOT_RUN, Context, FieldError, Verdict, Verifier
 
 PARTS = ("tool_success",)
 _TAG_RE = re.compile(r"[A-Za-z_][\w.-]*")
-_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL)
-_ANSWER_RE = re.compile(r"<answer>.*?</answer>", re.DOTALL)
-
-
-@lru_cache(maxsize=16)
-def _block_re(tag: str) -> re.Pattern:
-    return re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
 
 
 def _events(text: str, params: ToolParams) -> list[tuple[int, str, str]]:
     """(position, "call" or "output", content) of every complete call and output block, in order."""
-    calls = [(m.start(), "call", m.group(1)) for m in _block_re(params.call_tag).finditer(text)]
-    outputs = [(m.start(), "output", m.group(1)) for m in _block_re(params.output_tag).finditer(text)]
+    calls = [(start, "call", content) for start, _, content in tag_blocks(text, params.call_tag)]
+    outputs = [(start, "output", content) for start, _, content in tag_blocks(text, params.output_tag)]
     return sorted(calls + outputs)
 
 
@@ -78,11 +70,11 @@ def rollout_scores(text: str, params: ToolParams, outcomes: Sequence[bool] | Non
     """
     events = _events(text, params)
     first_call = next((pos for pos, kind, _ in events if kind == "call"), None)
-    think = _THINK_RE.search(text)
-    think_first = think is not None and (first_call is None or think.start() < first_call)
+    think = next(iter(tag_blocks(text, "think")), None)
+    think_first = think is not None and (first_call is None or think[0] < first_call)
     paired = all(out is not None for out in _call_outputs(events))
-    answers = list(_ANSWER_RE.finditer(text))
-    answer_last = len(answers) == 1 and text.count("<answer>") == 1 and not text[answers[0].end() :].strip()
+    answers = tag_blocks(text, "answer")
+    answer_last = len(answers) == 1 and text.count("<answer>") == 1 and not text[answers[0][1] :].strip()
     outcomes = transcript_outcomes(text, params) if outcomes is None else list(outcomes)
     success = sum(map(bool, outcomes)) / len(outcomes) if outcomes else float(not params.require_tool)
     return {
