@@ -43,6 +43,7 @@ bench: setup
 	$(PY) benchmarks/rewards.py
 	$(PY) benchmarks/monitor_overhead.py
 	$(PY) benchmarks/param_counts.py
+	$(PY) benchmarks/fuzz.py
 
 clean:
 	rm -rf demo .pytest_cache

@@ -43,9 +43,8 @@ class RewardRouter:
         settings: the run's reward settings (pixel bounds, IoU schedule, time limit, workers).
     """
 
-    __name__ = "orsta"  # TRL names the reward metric after it: rewards/orsta/mean
-
     def __init__(self, records: Iterable[Record] = (), settings: RewardSettings | None = None):
+        self.__name__ = "orsta"  # TRL names the reward metric after it: rewards/orsta/mean
         self.records: dict[tuple[str, str], Record] = {r.key: r for r in records}
         self.settings = settings or RewardSettings()
         self._pool: WorkerPool | None = None
