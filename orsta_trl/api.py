@@ -48,7 +48,8 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
 
     Args:
         recipe: a :class:`~orsta_trl.recipe.Recipe`, or the path of a YAML recipe.
-        **overrides: recipe keys as keyword arguments (only with a path, or they are applied to a copy).
+        **overrides: recipe keys as keyword arguments, with a path only (a RecipeError with a Recipe object:
+            pass them to :func:`~orsta_trl.recipe.load_recipe` instead).
 
     Returns:
         The :class:`~orsta_trl.trainer.OrstaGRPOTrainer`, not yet trained. Its reward workers are started;
@@ -144,6 +145,8 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
 
 def check_paths(recipe: Recipe) -> None:
     """The recipe's paths, checked before anything loads: the model, the output folder, the checkpoint.
+
+    ``resume_from_checkpoint: true`` is resolved here to the last ``checkpoint-*`` folder of ``output_dir``.
 
     Raises:
         RecipeError: naming the key, the path and what to change.

@@ -33,24 +33,24 @@ _FIELDS = (
 )
 
 
-def SampleRow(*values, **named) -> Sample:  # noqa: N802 (reads like the row it builds)
+def hand_row(*values, **named) -> Sample:
     """A Sample from values in the order of the hand-computed table below."""
     *values, group = values if len(values) == 11 else (*values, named.pop("group", None))
     return Sample(**dict(zip(_FIELDS, values, strict=False)), **named, group=group)
 
 
 # math: m1/m2 share prompt group g1 (rewards 1.0, 0.5: spread), m3/m4 share g2 (1.0, 1.0: zero spread).
-M1 = SampleRow(
+M1 = hand_row(
     "math", "q1", 1.0, 1.0, 1.0, {}, None, 10, False, "Wait, let me recheck. The answer is 4.", "g1"
 )
-M2 = SampleRow("math", "q1", 0.5, 0.0, 1.0, {}, "no_answer", 20, True, "I think it is 5", "g1")
-M3 = SampleRow(
+M2 = hand_row("math", "q1", 0.5, 0.0, 1.0, {}, "no_answer", 20, True, "I think it is 5", "g1")
+M3 = hand_row(
     "math", "q2", 1.0, 1.0, 1.0, {}, None, 30, False, "Rechecked: yes, VERIFY done. wait wait", "g2"
 )
-M4 = SampleRow("math", "q2", 1.0, 1.0, 0.0, {}, None, 40, False, "plain answer 7", "g2")
+M4 = hand_row("math", "q2", 1.0, 1.0, 0.0, {}, None, 40, False, "plain answer 7", "g2")
 # det: one group with equal rewards; accuracy 0.5 is incorrect at the default threshold 1.0.
-D1 = SampleRow("det", "i1", 0.6, 0.5, 1.0, {"iou": 0.5, "f1": 0.8}, None, 8, False, "Yet another box", "h1")
-D2 = SampleRow(
+D1 = hand_row("det", "i1", 0.6, 0.5, 1.0, {"iou": 0.5, "f1": 0.8}, None, 8, False, "Yet another box", "h1")
+D2 = hand_row(
     "det",
     "i1",
     0.6,
@@ -149,7 +149,7 @@ def test_correct_threshold_moves_the_split():
 
 
 def test_reflection_matching_is_case_insensitive_substring_counting():
-    row = SampleRow(
+    row = hand_row(
         "s", "x", 0.0, 0.0, 0.0, text="WAIT. Wait... await: rechecked, Re-Think, check again!", group=1
     )
     values = finalize(compute_metrics([row]))
@@ -181,8 +181,8 @@ def test_window_accumulates_across_updates_and_flush_resets():
 
 
 def test_reason_shares_use_every_completion_of_the_window():
-    first = [SampleRow("s", "a", 0, 0, 0, reason="timeout", group=1)]
-    second = [SampleRow("s", "b", 0, 0, 0, group=2) for _ in range(3)]
+    first = [hand_row("s", "a", 0, 0, 0, reason="timeout", group=1)]
+    second = [hand_row("s", "b", 0, 0, 0, group=2) for _ in range(3)]
     values = finalize(aggregate([compute_metrics(first), compute_metrics(second)]))
     assert values["train/source/s/reason/timeout"] == 0.25
     assert values["train/source/s/reason/none"] == 0.75
@@ -208,7 +208,7 @@ def test_merge_property_on_random_batches():
         for _ in range(4):
             acc = rng.choice([0.0, 0.5, 1.0])
             rows.append(
-                SampleRow(
+                hand_row(
                     source,
                     str(g),
                     rng.choice([0.0, 1.0]),
@@ -222,7 +222,7 @@ def test_merge_property_on_random_batches():
                     ("batch", g),
                 )
             )
-    ranks: list[list[SampleRow]] = [[], [], []]
+    ranks: list[list[hand_row]] = [[], [], []]
     for g in range(40):  # whole groups per rank, ranks see different sources
         ranks[rng.randrange(3)].extend(rows[4 * g : 4 * g + 4])
     merged = finalize(aggregate(compute_metrics(r) for r in ranks))
@@ -314,7 +314,7 @@ def test_jsonl_dump_reads_as_score_input(tmp_path):
 
 
 def test_dump_fraction_is_deterministic_and_about_right(tmp_path):
-    rows = [SampleRow("s", str(i), 0, 0, 0, text=f"c{i}", group=i) for i in range(50)]
+    rows = [hand_row("s", str(i), 0, 0, 0, text=f"c{i}", group=i) for i in range(50)]
     prompts = [""] * 50
     assert CompletionDumper(tmp_path / "none", 0.0).write(1, rows, prompts) is None
     assert not (tmp_path / "none").exists()

@@ -38,6 +38,7 @@ from typing import Any
 import psutil
 
 _CONTEXT = None
+_KEPT_JOBS = 100_000
 
 
 class Outcome(str):
@@ -253,6 +254,7 @@ class WorkerPool:
         self.timeouts = 0
         self.replaced = 0
         self.failed_starts = 0
+        # the most recent jobs (trimmed past _KEPT_JOBS, so a long run does not grow them without bound)
         self.job_cpu_s: list[float] = []  # worker-side CPU time of each finished job
         self.job_wall_s: list[float] = []  # wall time of each job, finished or timed out
 
@@ -314,10 +316,9 @@ class WorkerPool:
                     results[worker.task] = WORKER_DIED
                     self._replace(worker, idle)
                     continue
-                self.job_wall_s.append(time.monotonic() - worker.started_wall)
+                self._record(time.monotonic() - worker.started_wall, cpu)
                 worker.jobs_done += 1
                 self.failed_starts = 0
-                self.job_cpu_s.append(cpu)
                 results[index] = result
                 idle.append(worker)
             now = time.monotonic()
@@ -325,11 +326,18 @@ class WorkerPool:
                 if worker.over(now, self.timeout_s, self.wall_limit_s):
                     busy.pop(conn)
                     results[worker.task] = TIMED_OUT
-                    self.job_wall_s.append(now - worker.started_wall)
+                    self._record(now - worker.started_wall)
                     self.timeouts += 1
                     self._replace(worker, idle)
         self._shrink()
         return results
+
+    def _record(self, wall: float, cpu: float | None = None) -> None:
+        for values, value in ((self.job_wall_s, wall), (self.job_cpu_s, cpu)):
+            if value is not None:
+                values.append(value)
+                if len(values) > 2 * _KEPT_JOBS:
+                    del values[:_KEPT_JOBS]
 
     def _next_check(self, busy: dict, now: float, pending) -> float:
         """Seconds until a busy job could first pass a limit: its CPU cannot grow faster than the wall clock."""
