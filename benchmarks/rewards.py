@@ -190,7 +190,7 @@ def throughput(records, keys, texts, settings, warm_up=None, trials: int = 3) ->
     set of records, so no answer is cached), as a pool that has been training for a while would be."""
     best = 0.0
     for _ in range(trials):
-        router = RewardRouter.from_records(records + (warm_up[0] if warm_up else []), settings)
+        router = RewardRouter(records + (warm_up[0] if warm_up else []), settings)
         try:
             router.start()
             if warm_up:
@@ -279,7 +279,7 @@ def compare_with_trl(records, keys, texts, settings, load: int, runs: int) -> No
     ours, theirs = [], []
     try:
         for _ in range(runs):
-            router = RewardRouter.from_records(records + warm_records, settings)
+            router = RewardRouter(records + warm_records, settings)
             router.start()
             try:  # other records first (untimed): a pool that has been training for a while, no answer cached
                 router.score(router.lookup(warm_keys), warm_texts)
@@ -328,7 +328,7 @@ def busy_loops(n: int) -> list:
 def pathological(settings) -> None:
     bad = [r"\dfrac{5^{5^{5^{5^5}}}-4}{3}", r"9^{9^{9^{9^9}}}", r"x^{5^{5^{5^{5}}}}"]
     three = record("math_bad", "b0", {"verifier": "math", "ground_truth": "3"})
-    router = RewardRouter.from_records([three], settings)
+    router = RewardRouter([three], settings)
     limit = settings.reward_timeout_s
     try:
         router.start()

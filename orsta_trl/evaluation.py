@@ -286,7 +286,7 @@ def evaluate_checkpoint(
         settings = dataclasses.replace(
             settings, min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"]
         )
-    router = RewardRouter.from_records(records, settings)
+    router = RewardRouter(records, settings)
     try:
         router.start()
         generated = greedy_completions(

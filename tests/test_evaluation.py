@@ -50,7 +50,7 @@ def test_coco_map_of_perfect_and_partial_predictions(detection_records):
 
     path, boxes = detection_records
     records = load_records(path)
-    router = RewardRouter.from_records(records)
+    router = RewardRouter(records)
 
     def answer(bs):
         return "<answer>" + json.dumps([{"bbox_2d": b, "label": "cat"} for b in bs]) + "</answer>"

@@ -238,7 +238,7 @@ def test_reference_answers_score_one_with_the_default_resized_coordinates(genera
 
     path, _ = generated
     records = [r for r in load_records(path) if r.reward.verifier.name == "detection"]
-    router = RewardRouter.from_records(records, RewardSettings(min_pixels=3136, max_pixels=50176))
+    router = RewardRouter(records, RewardSettings(min_pixels=3136, max_pixels=50176))
     texts = [f"<answer>{r.extra['answer']}</answer>" for r in records]
     scored = router.score(records, texts, progress=1.0)  # the strictest IoU threshold, 0.99
     assert records and all(s.verdict.accuracy == pytest.approx(1.0) for s in scored)

@@ -131,7 +131,7 @@ def test_trainer_forces_left_padding(tiny_vl, tmp_path):
         args=recipe.grpo,
         train_dataset=to_trl_dataset(records, vision=True),
         processing_class=processor,
-        router=RewardRouter.from_records(records),
+        router=RewardRouter(records),
         orsta=recipe.orsta,
     )
     assert trainer.processing_class.tokenizer.padding_side == "left"

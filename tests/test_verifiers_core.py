@@ -180,7 +180,7 @@ def test_pool_size_defaults_to_the_cores_of_one_rank(monkeypatch):
 
 def test_router_scores_a_pathological_batch_within_the_limit():
     record = Record("m1", "toy_math", [], [], prepare_reward({"verifier": "math", "ground_truth": "3"}))
-    router = RewardRouter.from_records([record], RewardSettings(reward_timeout_s=1.0))
+    router = RewardRouter([record], RewardSettings(reward_timeout_s=1.0))
     texts = [
         PATHOLOGICAL,
         r"<answer>\boxed{6/2}</answer>",

@@ -49,10 +49,6 @@ class RewardRouter:
         self.settings = settings or RewardSettings()
         self._pool: WorkerPool | None = None
 
-    @classmethod
-    def from_records(cls, records: Iterable[Record], settings: RewardSettings | None = None) -> RewardRouter:
-        return cls(records, settings)
-
     @property
     def pool(self) -> WorkerPool:
         if self._pool is None:

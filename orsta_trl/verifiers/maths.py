@@ -125,7 +125,11 @@ def quick_match(gold_text: str, region: str) -> bool | None:
     >>> quick_match("1000", "\\\\boxed{1 000}") is None, quick_match("1", "\\\\boxed{1}, \\\\boxed{2}") is None
     (True, True)
     """
-    boxes = boxed_contents(region)
+    return _quick(gold_text, boxed_contents(region))
+
+
+def _quick(gold_text: str, boxes: list[str]) -> bool | None:
+    """:func:`quick_match` on the region's boxes, already found."""
     if len(boxes) != 1:
         return None
     answer, gold = boxes[0].strip(), gold_text.strip()
@@ -193,16 +197,18 @@ class MathVerifier(Verifier):
         answers_match.__wrapped__("\\frac{1}{2}", "\\boxed{0.5}")
         answers_match.__wrapped__("x = 1, 2", "\\boxed{1}, \\boxed{2}")
 
-    def _region(self, text: str) -> str | None:
-        """What math-verify reads: the answer region, when it holds a box with something in it."""
+    def _answer(self, text: str, gold: MathGold) -> tuple[str | None, bool | None]:
+        """What math-verify reads (the answer region, when it holds a box with something in it; else None),
+        and the fast path's verdict on it (None: math-verify must judge). The boxes are found once."""
         region = extract(text, self.answer_policy)
-        return region if region is not None and any(b.strip() for b in boxed_contents(region)) else None
+        boxes = boxed_contents(region) if region is not None else []
+        if not any(b.strip() for b in boxes):
+            return None, None
+        return region, _quick(gold.text, boxes)
 
     def slow_job(self, text: str, gold: MathGold, params: MathParams, ctx: Context):
-        region = self._region(text)
-        if region is None or quick_match(gold.text, region) is not None:
-            return None
-        return (gold.text, region)
+        region, quick = self._answer(text, gold)
+        return None if region is None or quick is not None else (gold.text, region)
 
     def run_slow_job(self, job) -> bool | None:
         return answers_match(*job)
@@ -212,10 +218,9 @@ class MathVerifier(Verifier):
 
     def score(self, text: str, gold: MathGold, params: MathParams, ctx: Context, slow=NOT_RUN) -> Verdict:
         fmt = think_answer_format(text) if params.format == "think_answer" else 1.0
-        region = self._region(text)
+        region, correct = self._answer(text, gold)
         if region is None:
             return Verdict(0.0, fmt, reason="no_answer")
-        correct = quick_match(gold.text, region)
         if correct is None:
             correct = answers_match(gold.text, region) if slow is NOT_RUN else slow
         if correct is None:
