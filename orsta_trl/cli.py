@@ -8,6 +8,7 @@ orsta-trl check-recipe RECIPE [...]          validate recipes without loading we
 orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
 orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
+orsta-trl convert KIND SRC OUT [...]         vtriune | verl | coco | refcoco | qa files -> our records
 """
 
 from __future__ import annotations
@@ -130,6 +131,33 @@ def _report(args) -> int:
     return report_main(args.run_dir, args.output)
 
 
+def _convert(args) -> int:
+    from orsta_trl.data import convert
+
+    if args.kind == "vtriune":
+        report = convert.vtriune(args.src, args.out)
+    elif args.kind == "verl":
+        mapping = convert.load_mapping(args.map) if args.map else None
+        report = convert.verl(args.src, args.out, verifier=args.verifier, mapping=mapping)
+    elif args.kind == "coco":
+        report = convert.coco(
+            args.src, args.out, images_dir=args.images, per=args.per, data_source=args.data_source or "coco"
+        )
+    elif args.kind == "refcoco":
+        report = convert.refcoco(
+            args.src, args.out, images_dir=args.images, bbox_format=args.bbox_format,
+            data_source=args.data_source or "refcoco",
+        )  # fmt: skip
+    else:
+        report = convert.qa(
+            args.src, args.out, verifier=args.verifier, data_source=args.data_source,
+            question_key=args.question_key, answer_key=args.answer_key, image_key=args.image_key,
+        )  # fmt: skip
+    for line in report.lines():
+        print(line)
+    return 0 if report.written else 1
+
+
 def _threshold(value: str):
     return value if value == "average" else float(value)
 
@@ -190,6 +218,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", default=None, help="output folder (default RUN_DIR/report)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("convert", help="import V-Triune, verl/EasyR1, COCO, RefCOCO or QA files as records")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    for kind, text in (
+        ("vtriune", "V-Triune's Parquet (verl format with their reward_model)"),
+        ("verl", "generic verl/EasyR1 Parquet or JSONL"),
+        ("coco", "COCO instances JSON + image folder -> detection"),
+        ("refcoco", "referring expressions with one box -> grounding"),
+        ("qa", "question/answer JSONL, CSV or Parquet -> math, count or ocr"),
+    ):
+        k = kinds.add_parser(kind, help=text)
+        k.add_argument("src")
+        k.add_argument("out", help="the .jsonl to write (images go to images/ beside it)")
+        if kind == "verl":
+            k.add_argument("--verifier", default=None, help="the verifier of every row")
+            k.add_argument("--map", default=None, help="YAML/JSON file: data_source -> verifier")
+        if kind in ("coco", "refcoco"):
+            k.add_argument("--images", default=None, help="image folder (default: the input's folder)")
+        if kind == "coco":
+            k.add_argument("--per", choices=("image", "category"), default="image")
+        if kind == "refcoco":
+            k.add_argument("--bbox-format", choices=("xywh", "xyxy"), default="xywh")
+        if kind in ("coco", "refcoco", "qa"):
+            k.add_argument("--data-source", default=None)
+        if kind == "qa":
+            k.add_argument("--verifier", choices=("math", "count", "ocr"), default="math")
+            k.add_argument("--question-key", default="question")
+            k.add_argument("--answer-key", default="answer")
+            k.add_argument("--image-key", default="image")
+        k.set_defaults(func=_convert, kind=kind)
     return parser
 
 
