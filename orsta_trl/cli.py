@@ -9,6 +9,7 @@ orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
 orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
 orsta-trl convert KIND SRC OUT [...]         vtriune | verl | coco | refcoco | qa files -> our records
+orsta-trl filter rules IN OUT [--config C] [--recipe R]   V-Triune's rule filters, counted per rule
 """
 
 from __future__ import annotations
@@ -158,6 +159,42 @@ def _convert(args) -> int:
     return 0 if report.written else 1
 
 
+def _recipe_processor(recipe_path: str, max_prompt_length: int | None = None):
+    """(processor, max_prompt_length) that training with this recipe would use."""
+    from orsta_trl.models.loading import is_vision_model, load_processor
+    from orsta_trl.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, check=True)
+    orsta, name = recipe.orsta, recipe.model.model_name_or_path
+    try:
+        vision = is_vision_model(name)
+    except OSError as exc:
+        raise RecipeError(
+            f"{recipe_path}: model_name_or_path {name!r}: cannot read its config ({exc})"
+        ) from None
+    processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
+    return processor, max_prompt_length or orsta.max_prompt_length
+
+
+def _filter(args) -> int:
+    if args.stage == "rules":
+        from orsta_trl.data.filters import filter_rules_file, load_rules_config
+
+        config = load_rules_config(args.config)
+        processor = None
+        if args.recipe:
+            processor, length = _recipe_processor(
+                args.recipe, config["max_prompt_length"]["max_prompt_length"]
+            )
+            config["max_prompt_length"]["max_prompt_length"] = length
+        report = filter_rules_file(args.src, args.out, config, processing_class=processor)
+        for line in report.lines():
+            print(line)
+        print(f"wrote {report.kept} record(s) to {args.out}")
+        return 0
+    return args.run_stage(args)
+
+
 def _threshold(value: str):
     return value if value == "average" else float(value)
 
@@ -248,6 +285,19 @@ def build_parser() -> argparse.ArgumentParser:
             k.add_argument("--answer-key", default="answer")
             k.add_argument("--image-key", default="image")
         k.set_defaults(func=_convert, kind=kind)
+
+    p = sub.add_parser("filter", help="rule filters and the pass@k difficulty filter")
+    stages = p.add_subparsers(dest="stage", required=True)
+    k = stages.add_parser(
+        "rules", help="drop choice questions, unverifiable math, crowded boxes, long prompts"
+    )
+    k.add_argument("src")
+    k.add_argument("out")
+    k.add_argument("--config", default=None, help="YAML: {rule: {enabled: bool, setting: value}}")
+    k.add_argument(
+        "--recipe", default=None, help="apply max_prompt_length with this recipe's model and pixels"
+    )
+    k.set_defaults(func=_filter)
     return parser
 
 
