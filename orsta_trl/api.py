@@ -59,6 +59,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     Raises:
         RecipeError, DataError, NotReady: before the model loads.
     """
+    from orsta_trl.data.prompt_pool import pooled
     from orsta_trl.data.records import load_records
     from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
     from orsta_trl.evaluation import per_source_subset
@@ -79,6 +80,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
         )
     say(f"loaded {len(records)} records from {len(orsta.train_files)} file(s)")
     eval_records = per_source_subset(load_records(orsta.eval_datasets), orsta.eval_max_samples)
+    records, eval_records = pooled(records, orsta), pooled(eval_records, orsta)  # prompt pool (issue 10)
     if eval_records:
         say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
     check_ready([*records, *eval_records], orsta.reward_settings())

@@ -273,11 +273,12 @@ def evaluate_checkpoint(
     """
     import dataclasses
 
+    from orsta_trl.data.prompt_pool import pooled
     from orsta_trl.data.records import load_records
     from orsta_trl.recipe import orsta_config_from
 
     orsta = orsta_config_from(recipe_path)
-    records = load_records(data)
+    records = pooled(load_records(data), orsta)  # the prompts training saw (issue 10)
     bounds = (orsta.min_pixels, orsta.max_pixels) if recipe_path else None
     model, processor = load_for_eval(checkpoint, pixel_bounds=bounds)
     settings = orsta.reward_settings()

@@ -124,6 +124,36 @@ class OrstaConfig:
         default=None,
         metadata={"help": "Reflection words matched as lowercase substrings (default: V-Triune's list)."},
     )
+    # --- data: prompt pool, mixtures, curriculum (issue 10) ---
+    prompt_pool: bool = field(
+        default=False,
+        metadata={
+            "help": "Append a seeded 'reason step by step' + 'answer format' sentence pair to prompts."
+        },
+    )
+    prompt_pool_verifiers: list[str] = field(
+        default_factory=lambda: ["math", "count", "ocr"],
+        metadata={"help": "Verifiers whose records get the prompt pool's sentences."},
+    )
+    prompt_pool_seed: int = field(default=0, metadata={"help": "Same seed, same sentences per record."})
+    prompt_pool_free_form: list | None = field(
+        default=None,
+        metadata={"help": "Replace the free-form pool: [[first sentences], [second sentences]]."},
+    )
+    prompt_pool_tagged: list | None = field(
+        default=None,
+        metadata={"help": "Replace the <think>/<answer> pool: [[first sentences], [second sentences]]."},
+    )
+    datasets: list | None = field(
+        default=None,
+        metadata={"help": "A weighted mixture instead of train_files: [{path: ..., weight: ...}, ...]."},
+    )
+    curriculum: str | None = field(
+        default=None,
+        metadata={
+            "help": "'pass_rate': each epoch goes from easy to hard by extra.pass_rate (difficulty filter)."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
@@ -147,6 +177,7 @@ class OrstaConfig:
             raise ValueError(f"dump_completions is a share in [0, 1], got {self.dump_completions}")
         if self.dump_format not in ("jsonl", "parquet"):
             raise ValueError(f"dump_format must be 'jsonl' or 'parquet', got {self.dump_format!r}")
+        _check_data_settings(self)
         from orsta_trl.verifiers.schedule import validate_schedule
 
         pairs = validate_schedule(self.iou_schedule)
@@ -166,6 +197,37 @@ class OrstaConfig:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(RewardSettings)}
         values["iou_schedule"] = tuple(tuple(p) for p in self.iou_schedule)
         return RewardSettings(**values)
+
+
+def _check_data_settings(orsta: OrstaConfig) -> None:
+    """Prompt pool, mixture and curriculum keys (issue 10); a mixture fills ``train_files`` with its paths."""
+    from orsta_trl.data.prompt_pool import check_pool
+
+    for key in ("prompt_pool_free_form", "prompt_pool_tagged"):
+        if getattr(orsta, key) is not None:
+            check_pool(getattr(orsta, key), key)
+    if isinstance(orsta.prompt_pool_verifiers, str):
+        orsta.prompt_pool_verifiers = [orsta.prompt_pool_verifiers]
+    if orsta.curriculum not in (None, "pass_rate"):
+        raise ValueError(f"curriculum must be 'pass_rate' or null, got {orsta.curriculum!r}")
+    if orsta.datasets is None:
+        return
+    if not isinstance(orsta.datasets, list) or not orsta.datasets:
+        raise ValueError("datasets must be a non-empty list like [{path: data.jsonl, weight: 1.0}]")
+    for i, item in enumerate(orsta.datasets):
+        if (
+            not isinstance(item, dict)
+            or set(item) - {"path", "weight"}
+            or not isinstance(item.get("path"), str)
+        ):
+            raise ValueError(f"datasets[{i}] must be {{path: FILE, weight: NUMBER}}, got {item!r}")
+        weight = item.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+            raise ValueError(f"datasets[{i}].weight must be a number > 0, got {weight!r}")
+    paths = [item["path"] for item in orsta.datasets]
+    if orsta.train_files and orsta.train_files != paths:
+        raise ValueError("give either train_files or datasets (a weighted mixture), not both")
+    orsta.train_files = paths
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:
