@@ -10,6 +10,7 @@ orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--
 orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
 orsta-trl convert KIND SRC OUT [...]         vtriune | verl | coco | refcoco | qa files -> our records
 orsta-trl filter rules IN OUT [--config C] [--recipe R]   V-Triune's rule filters, counted per rule
+orsta-trl filter difficulty IN OUT --model M --k 8 --keep "0 <= pass < 1" [--iou 0.5]   pass@k filter
 """
 
 from __future__ import annotations
@@ -192,7 +193,17 @@ def _filter(args) -> int:
             print(line)
         print(f"wrote {report.kept} record(s) to {args.out}")
         return 0
-    return args.run_stage(args)
+    from orsta_trl.difficulty import filter_difficulty
+
+    report = filter_difficulty(
+        args.src, args.out, model=args.model, k=args.k, keep=args.keep, iou=args.iou,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, temperature=args.temperature,
+        seed=args.seed, recipe=args.recipe, cache=args.cache,
+    )  # fmt: skip
+    for line in report.lines():
+        print(line)
+    print(f"wrote {sum(report.kept.values())} record(s) to {args.out}")
+    return 0
 
 
 def _threshold(value: str):
@@ -297,6 +308,24 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument(
         "--recipe", default=None, help="apply max_prompt_length with this recipe's model and pixels"
     )
+    k.set_defaults(func=_filter)
+    k = stages.add_parser(
+        "difficulty", help="pass@k with a model: keep what it sometimes, not always, solves"
+    )
+    k.add_argument("src")
+    k.add_argument("out")
+    k.add_argument("--model", required=True, help="model folder, hub id or LoRA adapter folder")
+    k.add_argument("--k", type=int, default=8, help="sampled completions per record")
+    k.add_argument("--keep", default="0 <= pass < 1", help="e.g. '0 <= pass < 1' or '2 <= reward_sum <= 10'")
+    k.add_argument("--iou", type=float, default=None, help="fixed IoU for detection (default: 'average')")
+    k.add_argument("--max-new-tokens", type=int, default=256)
+    k.add_argument("--batch-size", type=int, default=4, help="records per batch (batch_size * k sequences)")
+    k.add_argument("--temperature", type=float, default=1.0)
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument(
+        "--recipe", default=None, help="pixel bounds, reward settings, correct_threshold, prompt pool"
+    )
+    k.add_argument("--cache", default=None, help="resume cache (default OUT.cache.jsonl)")
     k.set_defaults(func=_filter)
     return parser
 

@@ -55,8 +55,14 @@ def greedy_completions(
     max_new_tokens: int,
     batch_size: int = 8,
     show_progress: bool = False,
+    num_samples: int = 1,
+    temperature: float | None = None,
 ) -> list[Generated]:
-    """One greedy completion per record (left-padded batches, placeholder tokens suppressed)."""
+    """One greedy completion per record (left-padded batches, placeholder tokens suppressed).
+
+    With ``temperature`` set, ``num_samples`` sampled completions per record instead, consecutive in the
+    result (the difficulty filter's pass@k); seed torch before the call for repeatable samples.
+    """
     from tqdm.auto import tqdm
 
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
@@ -90,13 +96,15 @@ def greedy_completions(
         inputs = processing_class.apply_chat_template(
             conversations, add_generation_prompt=True, tokenize=True, return_dict=True, **kwargs
         ).to(model.device)
+        sampling = {"do_sample": False, "temperature": None}
+        if temperature is not None:
+            sampling = {"do_sample": True, "temperature": temperature, "num_return_sequences": num_samples}
         generated = model.generate(
             **inputs,
-            do_sample=False,
+            **sampling,
             max_new_tokens=max_new_tokens,
             pad_token_id=tokenizer.pad_token_id,
             suppress_tokens=suppress or None,
-            temperature=None,
             top_p=None,
             top_k=None,
         )
