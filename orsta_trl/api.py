@@ -121,6 +121,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
             f"max_prompt_length={orsta.max_prompt_length} (raise it, or lower max_pixels)"
         )
     dataset = to_trl_dataset(kept, vision=vision)
+    sampling = _sampling_plan(records, kept, orsta)  # mixture weights and curriculum (issue 10)
 
     # ---- rewards and trainer
     from trl import get_peft_config
@@ -135,6 +136,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
         router=router,
         orsta=orsta,
         eval_records=eval_records,
+        sampling=sampling,
     )
     trainer.dropped = dict(dropped)
     pool = router.start(also=eval_records)
@@ -143,6 +145,29 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     state = trainer.accelerator.state
     say(f"{state.num_processes} process(es), {state.distributed_type.value}, device {state.device}")
     return trainer
+
+
+def _sampling_plan(loaded, records, orsta):
+    """The mixture / curriculum plan (None without either) of ``records``, the kept part of ``loaded``, which
+    holds every record of the recipe's files in file order (how each record's file is found)."""
+    from orsta_trl.data.records import iter_raw_records
+    from orsta_trl.data.sampling import sampling_plan
+
+    if orsta.datasets is None and orsta.curriculum is None:
+        return None
+    origins, weights = {}, None
+    if orsta.datasets is not None:
+        weights = [float(item.get("weight", 1.0)) for item in orsta.datasets]
+        position, files = 0, []
+        for index, item in enumerate(orsta.datasets):  # load_records keeps file order: count each file's rows
+            n = sum(1 for _ in iter_raw_records(item["path"]))
+            files.append((position, position + n, index))
+            position += n
+        by_position = {}
+        for start, end, index in files:
+            by_position.update(dict.fromkeys(range(start, end), index))
+        origins = {r.key: by_position[i] for i, r in enumerate(loaded)}
+    return sampling_plan(records, origins, weights, orsta.curriculum)
 
 
 def check_paths(recipe: Recipe) -> None:

@@ -13,7 +13,13 @@ What it changes, and why:
   :meth:`_record_samples`, which adds completion lengths and truncation, gathers every rank's samples (so every
   rank holds the same rows and logs the same values), and feeds the source monitor, the end-of-run summary and,
   on the main process, the completion dumps. No verdict is read back from router state.
-* ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log.
+* ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log,
+  and the prompts seen so far per source (``train/data/seen/<data_source>``, counted since this process
+  started; TensorBoard only).
+* ``_get_train_sampler``: with a weighted mixture (``datasets``) or ``curriculum: pass_rate`` the order of
+  prompts comes from :class:`orsta_trl.data.sampling.MixtureSampler` (weights and curriculum, derived from
+  seed + epoch so a resume replays it) instead of TRL's ``RepeatSampler``, whose repetition contract it keeps.
+  Without either, TRL's sampler is used unchanged.
 * Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
   before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. TRL's own
   sampled evaluation is not used.
@@ -50,7 +56,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         *args, **kwargs: as for ``trl.GRPOTrainer``, without ``reward_funcs``.
     """
 
-    def __init__(self, *args, router, orsta=None, eval_records=None, **kwargs):
+    def __init__(self, *args, router, orsta=None, eval_records=None, sampling=None, **kwargs):
         from orsta_trl.recipe import OrstaConfig
 
         processing_class = kwargs.get("processing_class")
@@ -60,6 +66,8 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.orsta = orsta or OrstaConfig()
         self.eval_records = list(eval_records or [])
         self.summary = SourceSummary()
+        self.sampling = sampling  # orsta_trl.data.sampling.SamplingPlan (issue 10), or None
+        self.seen: dict[str, float] = {}
         super().__init__(*args, reward_funcs=[router.reward_function(self._record_samples)], **kwargs)
         enforce_left_padding(self.processing_class)
         if self.orsta.freeze_vision:
@@ -120,6 +128,8 @@ class OrstaGRPOTrainer(GRPOTrainer):
             for i, (row, _) in enumerate(gathered)
         ]
         self.source_monitor.update(rows)
+        for row in rows:  # num_generations completions per prompt
+            self.seen[row.data_source] = self.seen.get(row.data_source, 0.0) + 1.0 / self.num_generations
         self.summary.update(step, rows)
         if self.dumper is not None and self.accelerator.is_main_process:
             self.dumper.write(step + 1, rows, [p for _, p in gathered])
@@ -132,7 +142,27 @@ class OrstaGRPOTrainer(GRPOTrainer):
                 {"step": self.state.global_step, "tag": tag, "value": value} for tag, value in window.items()
             )
             logs = {**logs, **{log_key(tag): value for tag, value in window.items()}}
+            logs.update({log_key(f"{SEEN_TAG}/{source}"): n for source, n in sorted(self.seen.items())})
         super().log(logs, start_time)
+
+    # ---- prompt order: weighted mixtures and the pass_rate curriculum (issue 10)
+    def _get_train_sampler(self, dataset=None):
+        plan = self.sampling
+        if plan is None or not plan.active:
+            return super()._get_train_sampler(dataset)
+        from orsta_trl.data.sampling import MixtureSampler
+
+        dataset = self.train_dataset if dataset is None else dataset
+        keys = list(zip(dataset["data_source"], dataset["id"], strict=True))
+        return MixtureSampler(
+            len(keys),
+            mini_repeat_count=self.num_generations,
+            batch_size=self.args.generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            seed=self.args.seed,
+            weights=None if plan.weights is None else [plan.weights[k] for k in keys],
+            pass_rates=None if plan.pass_rates is None else [plan.pass_rates[k] for k in keys],
+        )
 
     # ---- decoupled evaluation
     def evaluate_sources(self) -> dict[str, float]:
@@ -205,7 +235,8 @@ def log_key(tag: str) -> str:
     return rest if split == "train" else f"{split}_{rest}"
 
 
-_CONSOLE_HIDDEN = tuple(log_key(prefix + "/") for prefix in TAG_PREFIX.values())
+SEEN_TAG = "train/data/seen"
+_CONSOLE_HIDDEN = (*(log_key(prefix + "/") for prefix in TAG_PREFIX.values()), log_key(SEEN_TAG + "/"))
 
 
 def is_console_key(key: str) -> bool:

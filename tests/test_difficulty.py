@@ -28,11 +28,15 @@ def test_keep_expressions_parse_without_eval():
 
 
 def test_difficulty_on_tiny_vl_resumes_from_cache(tiny_vl, synth_data, tmp_path, capsys):
-    src = synth_data
+    src = tmp_path / "some.jsonl"  # 8 synthetic records of several verifiers, images by absolute path
+    rows = [json.loads(line) for line in synth_data.read_text().splitlines()][::3][:8]
+    for row in rows:
+        row["images"] = [str(synth_data.parent / p) for p in row["images"]]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     total = len(load_records(src))
     out = tmp_path / "a" / "kept.jsonl"
     args = ["filter", "difficulty", src, out, "--model", tiny_vl, "--k", "2", "--keep", "pass < 2",
-            "--max-new-tokens", "4", "--batch-size", "8", "--iou", "0.5"]  # fmt: skip
+            "--max-new-tokens", "4", "--batch-size", "4", "--iou", "0.5"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
         main([str(a) for a in args])
     assert exit_info.value.code == 0
@@ -50,17 +54,17 @@ def test_difficulty_on_tiny_vl_resumes_from_cache(tiny_vl, synth_data, tmp_path,
     assert len(lines) == total
     partial = tmp_path / "b" / "kept.jsonl"
     partial.parent.mkdir()
-    (tmp_path / "b" / "kept.jsonl.cache.jsonl").write_text("\n".join(lines[:8]) + "\n" + lines[8][:20])
+    (tmp_path / "b" / "kept.jsonl.cache.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
     report = filter_difficulty(src, partial, model=str(tiny_vl), k=2, keep="pass < 2", max_new_tokens=4,
-                               batch_size=8, iou=0.5, show_progress=False)  # fmt: skip
-    assert (report.cached, report.generated) == (8, total - 8)
+                               batch_size=4, iou=0.5, show_progress=False)  # fmt: skip
+    assert (report.cached, report.generated) == (4, total - 4)
     assert [r.extra for r in load_records(partial)] == [
         r.extra for r in kept
     ]  # same samples as a straight run
     # a keep range that drops records, on the cached stats (no generation)
     best = max(r.extra["mean_reward"] for r in kept)
     report = filter_difficulty(src, tmp_path / "a" / "kept.jsonl", model=str(tiny_vl), k=2, max_new_tokens=4,
-                               batch_size=8, iou=0.5, keep=f"mean_reward < {best}", show_progress=False)  # fmt: skip
+                               batch_size=4, iou=0.5, keep=f"mean_reward < {best}", show_progress=False)  # fmt: skip
     assert report.generated == 0 and sum(report.dropped.values()) >= 1
     assert all(r.extra["mean_reward"] < best for r in load_records(tmp_path / "a" / "kept.jsonl"))
     assert json.loads(lines[0])["stats"].keys() == {"pass_rate", "mean_reward", "reward_sum"}
