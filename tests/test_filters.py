@@ -43,6 +43,9 @@ def dataset(tmp_path) -> Path:
         rec("letter", "math", "B"),
         rec("truefalse", "ocr", "True"),
         rec("options", "math", "4", "What is 2+2?\nA. 3\nB. 4\nC. 5"),
+        rec("inline", "math", "4", "What is 2+2? (A) 3 (B) 4"),
+        rec("keep-e", "math", "e"),  # Euler's number, not option e
+        rec("keep-points", "math", "5", "Point A: (1, 2) and point B: (4, 6). How far apart?"),
         rec("equation", "math", "x = 2"),
         rec("interval", "math", "(1, 2)"),
         rec("long", "math", "12345678901234567890123"),
@@ -59,8 +62,8 @@ def test_default_rules_remove_and_count(dataset, tmp_path):
     out = tmp_path / "elsewhere" / "out.jsonl"
     report = filter_rules_file(dataset, out)
     kept = load_records(out)  # image paths were rewritten relative to the new folder
-    assert [r.id for r in kept] == ["keep-math", "keep-count", "keep-det"]
-    assert report.removed == {"choice": 3, "math_answer": 3, "detection": 2}
+    assert [r.id for r in kept] == ["keep-math", "keep-e", "keep-points", "keep-count", "keep-det"]
+    assert report.removed == {"choice": 4, "math_answer": 3, "detection": 2}
     assert report.not_applied and report.not_applied[0][0] == "max_prompt_length"
 
 

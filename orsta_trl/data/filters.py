@@ -3,7 +3,8 @@
 Defaults follow V-Triune's data cleaning (paper, section on data curation) as we read it:
 
 * ``choice``: drop multiple-choice and true/false questions (the answer can be guessed): an answer that is one
-  option letter, or true/false/yes/no, or a prompt listing lettered options.
+  capital option letter (A-F; a lowercase letter such as ``e`` is a value), or true/false/yes/no, or a prompt
+  listing two or more lettered options (``A. ...`` at line starts, ``(A) ... (B) ...``, ``Options:``).
 * ``math_answer``: drop ``math`` records whose answer contains one of ``= [ ] ( ) ;`` or is longer than 20
   characters (hard to verify by rule).
 * ``detection``: drop ``detection`` records with more than ``max_per_category`` (10) boxes of one category or a
@@ -38,9 +39,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "detection": {"enabled": True, "max_per_category": 10, "max_area": 0.5},
     "max_prompt_length": {"enabled": True, "max_prompt_length": None},
 }
-OPTION_LINES = re.compile(r"(?:^|\n|\s)\(?[A-E][.):]\s+\S.*(?:\n|\s)\(?[B-F][.):]\s+\S", re.DOTALL)
+OPTION_LINES = re.compile(r"^\s*\(?[A-F][.):]\s+\S", re.MULTILINE)  # "A. 3" / "(B) 4" at a line start
+OPTION_INLINE = re.compile(r"\([A-F]\)\s*\S")  # "(A) 3 (B) 4" within a line
 CHOICE_WORDS = re.compile(r"\b(?:options|choices)\s*:", re.IGNORECASE)
-CHOICE_ANSWER = re.compile(r"\(?[A-Ea-e]\)?\.?|true|false|yes|no", re.IGNORECASE)
+CHOICE_ANSWER = re.compile(r"\(?[A-F]\)?\.?|true|false|yes|no", re.IGNORECASE)
+LETTER = re.compile(r"\(?[a-z]\)?\.?")  # a lowercase letter is a value (e, x), not an option
 
 
 def rules_config(raw: dict | None, source: str = "rules config") -> dict[str, dict[str, Any]]:
@@ -103,10 +106,18 @@ def rule_choice(record: Record, cfg: dict) -> str | None:
     if record.reward.verifier.name not in cfg["verifiers"]:
         return None
     answer = record.raw_reward.get("ground_truth")
-    if isinstance(answer, str) and CHOICE_ANSWER.fullmatch(answer.strip()):
+    if (
+        isinstance(answer, str)
+        and CHOICE_ANSWER.fullmatch(answer.strip())
+        and not LETTER.fullmatch(answer.strip())
+    ):
         return f"answer {answer!r} is an option or true/false"
     text = _text(record)
-    if OPTION_LINES.search(text) or CHOICE_WORDS.search(text):
+    if (
+        len(OPTION_LINES.findall(text)) >= 2
+        or len(OPTION_INLINE.findall(text)) >= 2
+        or CHOICE_WORDS.search(text)
+    ):
         return "prompt lists options"
     return None
 
