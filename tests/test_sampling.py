@@ -104,3 +104,37 @@ def test_mixture_with_curriculum_trains_and_logs_seen(tiny_vl, tmp_path):
     seen = {k.removeprefix("data/seen/"): v for k, v in last.items() if k.startswith("data/seen/")}
     expected = Counter(keys[i][0] for i in order[:6])
     assert seen == {s: float(n) for s, n in expected.items()}
+
+
+def test_mixture_order_survives_a_resume_in_the_second_epoch(tiny_vl, tmp_path):
+    import shutil
+
+    import orsta_trl
+    from orsta_trl.recipe import load_recipe
+
+    a, b = dataset(tmp_path / "a", "alpha", 2), dataset(tmp_path / "b", "beta", 2)
+
+    def run(out: Path, **extra):
+        recipe = load_recipe(RECIPE, {
+            "model_name_or_path": str(tiny_vl), "train_files": [], "output_dir": str(out),
+            "datasets": [{"path": str(a), "weight": 1.0}, {"path": str(b), "weight": 2.0}], "max_steps": 4,
+            "max_completion_length": 2, "num_generations": 2, "per_device_train_batch_size": 4, "save_steps": 3,
+            "report_to": [], "eval_datasets": [], "logging_steps": 1, "dump_completions": 1.0, **extra,
+        })  # fmt: skip
+        return orsta_trl.train(recipe).trainer
+
+    def ids(out: Path, step: int) -> list[str]:
+        lines = (out / "completions" / f"step_{step:07d}.jsonl").read_text().splitlines()
+        return [json.loads(line)["id"] for line in lines][::2]
+
+    trainer = run(tmp_path / "full")  # 4 records, 2 prompts a step: steps 3 and 4 are the second epoch
+    keys = list(zip(trainer.train_dataset["data_source"], trainer.train_dataset["id"], strict=True))
+    second = [keys[i][1] for i in trainer._get_train_sampler().order(1)]
+    assert ids(tmp_path / "full", 3) + ids(tmp_path / "full", 4) == second
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(
+        tmp_path / "full" / "checkpoint-3", resumed / "checkpoint-3"
+    )  # as if stopped after step 3
+    run(resumed, resume_from_checkpoint=str(resumed / "checkpoint-3"))
+    assert ids(resumed, 4) == ids(tmp_path / "full", 4)
