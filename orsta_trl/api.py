@@ -84,6 +84,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     if eval_records:
         say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
     check_ready([*records, *eval_records], orsta.reward_settings())
+    _sampling_plan(records, records, orsta)  # curriculum without pass_rate: fails before the model
 
     # ---- processor and model
     try:

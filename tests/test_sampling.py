@@ -138,3 +138,19 @@ def test_mixture_order_survives_a_resume_in_the_second_epoch(tiny_vl, tmp_path):
     )  # as if stopped after step 3
     run(resumed, resume_from_checkpoint=str(resumed / "checkpoint-3"))
     assert ids(resumed, 4) == ids(tmp_path / "full", 4)
+
+
+def test_curriculum_without_pass_rate_fails_before_the_model_loads(tmp_path, monkeypatch):
+    import orsta_trl
+    from orsta_trl.models import loading
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(loading, "load_model", no_model)
+    monkeypatch.setattr(loading, "load_processor", no_model)
+    data = dataset(tmp_path / "d", "raw", 2, rates=False)
+    recipe = orsta_trl.load_recipe(RECIPE, {"train_files": [str(data)], "curriculum": "pass_rate",
+                                            "output_dir": str(tmp_path / "run"), "eval_datasets": []})  # fmt: skip
+    with pytest.raises(DataError, match="raw0.*extra.pass_rate"):
+        orsta_trl.build_trainer(recipe)
