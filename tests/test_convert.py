@@ -92,6 +92,23 @@ def test_vtriune_parquet_maps_every_field(vtriune_parquet, tmp_path):
     assert sample.accuracy == pytest.approx(1.0) and sample.reward == pytest.approx(1.0, abs=0.01)
 
 
+def test_vtriune_rows_of_wrong_types_are_skipped_with_a_reason(tmp_path):
+    good = {"data_source": "m", "prompt": [{"role": "user", "content": "1+1?"}], "extra_info": {"id": 1},
+            "reward_model": {"verifier": "mathverify", "ground_truth": "2", "format_ratio": 0.0}}  # fmt: skip
+    bad_ratio = {
+        **good,
+        "extra_info": {"id": 2},
+        "reward_model": {**good["reward_model"], "format_ratio": "high"},
+    }
+    bad_prompt = {**good, "extra_info": {"id": 3}, "prompt": [{"role": "user", "content": 7}]}
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in (good, bad_ratio, bad_prompt)) + "{not json\n")
+    report = convert.vtriune(src, tmp_path / "out" / "rows.jsonl")
+    assert report.written == 1
+    assert report.skipped == {"bad_row": 1, "bad_prompt": 1, "bad_json": 1}
+    assert "high" in report.examples["bad_row"] and "rows.jsonl:2" in report.examples["bad_row"]
+
+
 def test_vtriune_output_is_byte_deterministic(vtriune_parquet, tmp_path):
     convert.vtriune(vtriune_parquet, tmp_path / "a" / "out.jsonl")
     convert.vtriune(vtriune_parquet, tmp_path / "b" / "out.jsonl")

@@ -179,6 +179,9 @@ def run_rows(rows, writer: Writer, mapper) -> ConvertReport:
         except Skip as exc:
             writer.report.skip(location, exc.reason, exc.detail)
             continue
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a field of an unexpected type
+            writer.report.skip(location, "bad_row", f"{type(exc).__name__}: {exc}")
+            continue
         writer.add(location, raw)
     return writer.close()
 
