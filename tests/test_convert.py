@@ -199,10 +199,11 @@ def test_refcoco_one_box_grounding(tmp_path):
          "sentences": [{"sent": "the left man"}, {"sent": "man in red"}]},
         {"ref_id": 12, "image": "a.png", "bbox": [1, 2], "sentences": ["broken box"]},
         {"ref_id": 13, "image": "a.png", "bbox": [150, 10, 5, 5], "expression": "outside the image"},
+        {"ref_id": 14, "image": "a.png", "bbox": [1, 2, "x", 4], "expression": "a word for a number"},
     ]  # fmt: skip
     (tmp_path / "refs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     report = convert.refcoco(tmp_path / "refs.jsonl", tmp_path / "out" / "ref.jsonl")
-    assert report.written == 2 and report.skipped == {"bad_box": 1, "invalid_reward": 1}
+    assert report.written == 2 and report.skipped == {"bad_box": 1, "invalid_reward": 1, "bad_row": 1}
     records = load_records(tmp_path / "out" / "ref.jsonl")
     assert [r.id for r in records] == ["11-0", "11-1"]
     assert records[0].raw_reward["ground_truth"] == [

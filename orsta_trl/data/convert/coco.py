@@ -176,6 +176,8 @@ def refcoco(
                 writer.add(location, raw)
         except Skip as exc:
             writer.report.skip(location, exc.reason, exc.detail)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a field of an unexpected type
+            writer.report.skip(location, "bad_row", f"{type(exc).__name__}: {exc}")
     return writer.close()
 
 
