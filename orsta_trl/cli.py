@@ -8,6 +8,7 @@ orsta-trl check-recipe RECIPE [...]          validate recipes without loading we
 orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
 orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
+orsta-trl plan RECIPE [...] [--gpus N] [--gpu-memory GIB] [--json]   per-GPU memory estimate, and whether it fits
 """
 
 from __future__ import annotations
@@ -134,6 +135,13 @@ def _threshold(value: str):
     return value if value == "average" else float(value)
 
 
+def _plan(args) -> int:
+    from orsta_trl.memory_plan import plan_command
+
+    print(plan_command(args.recipes, args.gpus, args.gpu_memory, args.json))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orsta-trl", description="V-Triune-style GRPO on TRL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", default=None, help="output folder (default RUN_DIR/report)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("plan", help="per-GPU memory estimate of recipes (meta device, no weights), and a fix")
+    p.add_argument("recipes", nargs="+")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs that train (default 8: one node)")
+    p.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU (default 80)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=_plan)
     return parser
 
 
