@@ -125,7 +125,7 @@ def build(tmp: Path, steps: int, eval_steps: int):
 def plain_trainer(dataset, router, recipe, output_dir: Path):
     """TRL's own GRPOTrainer on the recipe's model, args (another output folder), PEFT config and ``dataset``,
     scored by ``router`` called as a plain reward function; vision frozen as in ours."""
-    import dataclasses
+    import copy
 
     from trl import GRPOTrainer, get_peft_config
 
@@ -135,11 +135,15 @@ def plain_trainer(dataset, router, recipe, output_dir: Path):
         return router(prompts=prompts, completions=completions, completion_ids=completion_ids, **kwargs)
 
     name, o = recipe.model.model_name_or_path, recipe.orsta
+    args = copy.copy(
+        recipe.grpo
+    )  # not dataclasses.replace: GRPOConfig's __post_init__ rejects its own output
+    args.output_dir = str(output_dir)
     trainer = GRPOTrainer(
         model=load_model(
             name, vision=True, dtype=recipe.model.dtype, attn_implementation=recipe.model.attn_implementation
         ),
-        args=dataclasses.replace(recipe.grpo, output_dir=str(output_dir)),
+        args=args,
         train_dataset=dataset,
         processing_class=load_processor(name, min_pixels=o.min_pixels, max_pixels=o.max_pixels),
         reward_funcs=[orsta_plain],
