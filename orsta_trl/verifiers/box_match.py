@@ -21,7 +21,8 @@ categories with ground truth, as ``stats[0:3]``. Where COCO reports -1 (no count
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -50,11 +51,28 @@ class Pairs:
     ious: np.ndarray
     shape: tuple[int, int]
     t_min: float
+    root: Pairs | None = field(default=None, compare=False, repr=False)  # the pairs this subset came from
 
     def at(self, t: float) -> Pairs:
         """The pairs with IoU >= ``t`` (``t`` >= ``t_min``)."""
         keep = self.ious >= t
-        return Pairs(self.rows[keep], self.cols[keep], self.ious[keep], self.shape, t)
+        return Pairs(self.rows[keep], self.cols[keep], self.ious[keep], self.shape, t, self.root or self)
+
+    @functools.cached_property
+    def row_components(self) -> np.ndarray:
+        """Connected component of each prediction in this candidate graph (one component when small).
+
+        Components at ``t_min`` are unions of those at any higher threshold, so matching whole ``t_min``
+        components is still exact at every threshold.
+        """
+        n, m = self.shape
+        if n * m <= DENSE_MAX:  # small: one block, as the dense code matched it
+            return np.zeros(n, dtype=np.intp)
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        graph = coo_matrix((np.ones(len(self.rows)), (self.rows, self.cols + n)), shape=(n + m, n + m))
+        return connected_components(graph, directed=False)[1][:n]
 
 
 def _pair_ious(p: np.ndarray, g: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -118,18 +136,14 @@ def overlap_pairs(p, g, p_cat: np.ndarray, g_cat: np.ndarray, t_min: float) -> P
 
 
 def _conflicted(pairs: Pairs) -> np.ndarray:
-    """Mask of the pairs in connected components where some box has two or more candidates."""
+    """Mask of the pairs in components (of the root candidate graph) where some box has two candidates."""
     n, m = pairs.shape
     busy = (np.bincount(pairs.rows, minlength=n)[pairs.rows] > 1) | (
         np.bincount(pairs.cols, minlength=m)[pairs.cols] > 1
     )
     if not busy.any():
         return busy
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(pairs.rows)), (pairs.rows, pairs.cols + n)), shape=(n + m, n + m))
-    _, label = connected_components(graph, directed=False)
+    label = (pairs.root or pairs).row_components
     bad = np.zeros(label.max() + 1, dtype=bool)
     bad[label[pairs.rows[busy]]] = True
     return bad[label[pairs.rows]]
@@ -174,9 +188,13 @@ def match_one(w: np.ndarray, matching: str) -> tuple[int, float]:
 
 def match_counts(pairs: Pairs, thresholds, matching: str) -> tuple[np.ndarray, np.ndarray]:
     """Per threshold (each >= ``pairs.t_min``): the number of matches and the sum of their IoUs."""
-    n, s = np.zeros(len(thresholds)), np.zeros(len(thresholds))
+    ts = np.asarray(thresholds, dtype=float)
+    if not _conflicted(pairs).any():  # no box has two candidates at t_min, so at no threshold: all match
+        hit = pairs.ious[None, :] >= ts[:, None]
+        return hit.sum(axis=1).astype(float), np.where(hit, pairs.ious[None, :], 0.0).sum(axis=1)
+    n, s = np.zeros(len(ts)), np.zeros(len(ts))
     done: dict[float, tuple[float, float]] = {}
-    for k, t in enumerate(thresholds):
+    for k, t in enumerate(ts.tolist()):
         if t not in done:
             at = pairs.at(t)
             bad = _conflicted(at)
@@ -198,6 +216,12 @@ def _coco_matches(pairs: Pairs, g_ig: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """
     dtm = np.zeros((len(_COCO_MATCH), pairs.shape[0]), dtype=bool)
     dt_ig = np.zeros_like(dtm)
+    if not _conflicted(
+        pairs
+    ).any():  # no detection wants two ground truths nor two the same: IoU >= t decides
+        dtm[:, pairs.rows] = pairs.ious[None, :] >= _COCO_MATCH[:, None]
+        dt_ig[:, pairs.rows] = dtm[:, pairs.rows] & g_ig[pairs.cols][None, :]
+        return dtm, dt_ig
     ignored = g_ig.tolist()
     for t, thr in enumerate(_COCO_MATCH.tolist()):
         at = pairs.at(thr)
