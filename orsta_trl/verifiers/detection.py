@@ -18,7 +18,9 @@ Where we deviate from (or go beyond) the paper:
 * Matching is pluggable. ``hungarian`` (default) maximises the total IoU over the pairs allowed at ``t``; the
   paper's two greedy matchers are kept as ``greedy_label_first`` (each ground-truth box in order takes the free
   prediction with the highest IoU) and ``greedy_iou_first`` (all pairs by IoU, descending, ties in prediction
-  then ground-truth order). All three agree whenever no box has two candidates.
+  then ground-truth order). All three agree whenever no box has two candidates. Only same-label pairs with IoU
+  at or above the lowest threshold in use are ever formed, found without the dense IoU matrix in crowded scenes,
+  and matching runs only on the components where some box has two candidates (:mod:`.box_match`).
 * Ground truth is in the original image's pixels; predictions are mapped there (``pred_coords``: Qwen2.5-VL's
   resized-input pixels via ``qwen_vl_utils.smart_resize`` with the processor's min/max pixels, a 0-1000 grid, or
   original pixels) and are not clipped to the image.
@@ -28,7 +30,7 @@ Where we deviate from (or go beyond) the paper:
   record's matcher (precision with no prediction = 1 when there is no ground truth else 0; recall with no
   ground truth = 1 when nothing is predicted else 0), and the sample's COCO ``ap``, ``ap50``, ``ap75``.
 * AP is what pycocotools' ``COCOeval`` reports for the one image with every prediction scored 1.0 (see
-  :func:`orsta_trl.verifiers.boxes.sample_ap`), except 1.0 / 0.0 (nothing / something predicted) where COCO
+  :func:`orsta_trl.verifiers.box_match.sample_ap`), except 1.0 / 0.0 (nothing / something predicted) where COCO
   says -1 for want of ground truth.
 * Scores are zeros with a reason (never an exception) for ``no_answer``, ``unparsable_boxes`` and
   ``no_image_size`` (missing, non-positive or unresizable image size when ``pred_coords`` needs it; the format
