@@ -44,6 +44,9 @@ bench: setup
 	$(PY) benchmarks/monitor_overhead.py
 	$(PY) benchmarks/param_counts.py
 	$(PY) benchmarks/fuzz.py
+	$(PY) benchmarks/scaling.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/trainer_overhead.py
+	$(PY) benchmarks/gpu_smoke.py --dry-run
 
 clean:
 	rm -rf demo .pytest_cache

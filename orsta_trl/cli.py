@@ -11,6 +11,7 @@ orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown
 orsta-trl convert KIND SRC OUT [...]         vtriune | verl | coco | refcoco | qa files -> our records
 orsta-trl filter rules IN OUT [--config C] [--recipe R]   V-Triune's rule filters, counted per rule
 orsta-trl filter difficulty IN OUT --model M --k 8 --keep "0 <= pass < 1" [--iou 0.5]   pass@k filter
+orsta-trl plan RECIPE [...] [--gpus N] [--gpu-memory GIB] [--json]   per-GPU memory estimate, and whether it fits
 """
 
 from __future__ import annotations
@@ -210,6 +211,13 @@ def _threshold(value: str):
     return value if value == "average" else float(value)
 
 
+def _plan(args) -> int:
+    from orsta_trl.memory_plan import plan_command
+
+    print(plan_command(args.recipes, args.gpus, args.gpu_memory, args.json))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orsta-trl", description="V-Triune-style GRPO on TRL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -327,6 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     k.add_argument("--cache", default=None, help="resume cache (default OUT.cache.jsonl)")
     k.set_defaults(func=_filter)
+    p = sub.add_parser("plan", help="per-GPU memory estimate of recipes (meta device, no weights), and a fix")
+    p.add_argument("recipes", nargs="+")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs that train (default 8: one node)")
+    p.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU (default 80)")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=_plan)
     return parser
 
 

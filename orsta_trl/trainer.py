@@ -44,6 +44,7 @@ from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
 from orsta_trl.monitor.dumps import CompletionDumper
 from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, TAG_PREFIX, SourceMonitor, parse_tag
 from orsta_trl.monitor.summary import SourceSummary
+from orsta_trl.monitor.tensorboard import batch_tensorboard
 
 
 class OrstaGRPOTrainer(GRPOTrainer):
@@ -95,6 +96,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
             if any(isinstance(c, printer) for c in self.callback_handler.callbacks):
                 self.remove_callback(printer)
                 self.add_callback(_console(printer)())
+        batch_tensorboard(self)  # hundreds of per-source scalars: one TensorBoard event per log, not one each
 
     # ---- generation: no placeholder token reaches the training forward
     def _generate_single_turn(

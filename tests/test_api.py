@@ -25,7 +25,7 @@ LAYERS = [
     {"data", "models"},
     {"rewards"},
     {"monitor", "recipe"},
-    {"trainer", "evaluation", "score", "difficulty"},
+    {"trainer", "evaluation", "score", "difficulty", "memory_plan"},
     {"api"},
     {"train", "cli"},
 ]

@@ -670,3 +670,107 @@ def test_matchers_against_their_definitions():
                     expected = acc(n, s, len(pred), len(gt)) if gt else float(not pred)
                     got = detection_score(pred, gt, t, matching, match_labels)
                     assert got == pytest.approx(expected, abs=1e-12), (pred, gt, t, matching, match_labels)
+
+
+# ---------------------------------------------------------------- sparse matching == the dense reference
+
+
+def crowded_case(rng: random.Random, n: int, side: float = 400.0):
+    """``n`` ground-truth boxes packed into a ``side``-wide image, and jittered, duplicated or stray guesses."""
+    labels = ["a", "b", "c"][: rng.randint(1, 3)]
+    gt = []
+    for _ in range(n):
+        x, y, w, h = rng.uniform(0, side), rng.uniform(0, side), rng.uniform(5, 60), rng.uniform(5, 60)
+        gt.append((x, y, x + w, y + h, rng.choice(labels)))
+    pred = []
+    for x1, y1, x2, y2, lab in gt:
+        if rng.random() < 0.85:
+            j = rng.choice([0.5, 3, 8])
+            pred.append(
+                (
+                    x1 + rng.uniform(-j, j),
+                    y1 + rng.uniform(-j, j),
+                    x2 + rng.uniform(0, j),
+                    y2 + rng.uniform(0, j),
+                    lab,
+                )
+            )
+        if rng.random() < 0.15:
+            pred.append(pred[-1] if pred else gt[0])
+    rng.shuffle(pred)
+    return pred, gt
+
+
+def test_sparse_matching_equals_the_dense_reference(monkeypatch):
+    """Matches, IoU sums and AP agree with the pre-issue-12 dense code, through both candidate searches."""
+    from dense_boxes_reference import _match_counts as dense_counts
+    from dense_boxes_reference import allowed_ious
+    from dense_boxes_reference import coco_ap as dense_ap
+
+    from orsta_trl.verifiers import box_match
+    from orsta_trl.verifiers.boxes import areas, coords_array, label_categories
+
+    rng = random.Random(99)
+    cases = [crowded_case(rng, rng.choice([20, 60, 150])) for _ in range(8)]
+    cases += [random_case(rng) for _ in range(40)] + special_cases()
+    thresholds = (0.3, 0.5, 0.75, 0.9, 0.99)
+    compared = 0
+    for dense_max in (0, 10**9):  # the k-d tree everywhere, then the dense matrix everywhere
+        monkeypatch.setattr(box_match, "DENSE_MAX", dense_max)
+        for pred, gt in cases:
+            for match_labels in (True, False):
+                p, g = coords_array(pred), coords_array(gt)
+                p_cat, g_cat = label_categories([b[4] for b in pred], [b[4] for b in gt], match_labels)
+                allowed = allowed_ious(iou_matrix(p, g), p_cat, g_cat)
+                pairs = box_match.overlap_pairs(p, g, p_cat, g_cat, min(thresholds))
+                dense = np.zeros(allowed.shape)
+                dense[pairs.rows, pairs.cols] = pairs.ious
+                np.testing.assert_array_equal(dense, np.where(allowed >= min(thresholds), allowed, 0.0))
+                for matching in ("hungarian", "greedy_label_first", "greedy_iou_first"):
+                    n_new, s_new = box_match.match_counts(pairs, thresholds, matching)
+                    n_old, s_old = dense_counts(allowed, thresholds, matching)
+                    np.testing.assert_array_equal(n_new, n_old, err_msg=repr((pred, gt, matching)))
+                    np.testing.assert_allclose(s_new, s_old, rtol=1e-12, atol=1e-12)
+                ours = box_match.coco_ap(pairs, p_cat, g_cat, areas(p), areas(g))
+                theirs = dense_ap(allowed, p_cat, g_cat, areas(p), areas(g))
+                assert ours == theirs, (pred, gt, match_labels)
+                compared += 1
+    assert compared >= 200
+
+
+def test_crowded_ap_through_the_tree_equals_pycocotools(monkeypatch):
+    from orsta_trl.verifiers import box_match
+
+    monkeypatch.setattr(box_match, "DENSE_MAX", 0)
+    rng = random.Random(3)
+    cases = [crowded_case(rng, n) for n in (40, 120, 250)] + [random_case(rng) for _ in range(20)]
+    for pred, gt in cases:
+        for match_labels in (True, False):
+            theirs = coco_stats(pred, gt, match_labels)
+            if min(theirs) == -1:
+                continue
+            np.testing.assert_allclose(sample_ap(pred, gt, match_labels), theirs, rtol=0, atol=1e-9)
+
+
+def test_verdicts_of_a_thousand_boxes_equal_the_dense_path(monkeypatch):
+    """The verifier's whole verdict on a crowded 1,000-box scene does not depend on the candidate search."""
+    from orsta_trl.verifiers import box_match
+
+    pred, gt = crowded_case(random.Random(4), 1000, side=900.0)
+    gt_items = [{"bbox_2d": list(b[:4]), "label": b[4]} for b in gt]
+    text = answer([{"bbox_2d": list(b[:4]), "label": b[4]} for b in pred])
+    verdicts = []
+    for dense_max in (0, 10**9):
+        monkeypatch.setattr(box_match, "DENSE_MAX", dense_max)
+        for matching in ("hungarian", "greedy_iou_first"):
+            params = {**ORIGINAL, "matching": matching, "iou_threshold": "average"}
+            verdicts.append(verdict(text, gt_items, params))
+    for tree, dense in (
+        (verdicts[0], verdicts[2]),
+        (verdicts[1], verdicts[3]),
+    ):  # equal up to summation order
+        assert (tree.reason, tree.format) == (dense.reason, dense.format)
+        assert tree.accuracy == pytest.approx(dense.accuracy, rel=1e-12)
+        assert tree.parts == pytest.approx(dense.parts, rel=1e-12)
+    # COCO counts 100 detections per category: AP is low here, recall (every box) is not
+    assert 0 < verdicts[0].parts["ap"] < 0.5 < verdicts[0].parts["recall@0.5"]

@@ -102,3 +102,19 @@ def test_every_entry_point_reads_the_recipe(tmp_path, entry):
     result = subprocess.run([sys.executable, *entry, str(path)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
     assert "'num_generatons' (did you mean 'num_generations'?)" in result.stderr
+
+
+def test_multinode_config_and_server_recipe():
+    """The multi-node accelerate config reads through accelerate's own loader; the server recipe talks to a
+    `trl vllm-serve` whose pixel bounds (given in the recipe's comment) are the recipe's."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO / "recipes/accelerate/multinode_zero3.yaml"))
+    assert config.distributed_type == "DEEPSPEED" and config.deepspeed_config["zero_stage"] == 3
+    assert config.num_machines >= 2 and config.num_processes == 8 * config.num_machines
+    assert config.main_process_ip and config.main_process_port and config.machine_rank == 0
+    path = REPO / "recipes/det_7b_server.yaml"
+    recipe = load_recipe(path, check=True)
+    assert recipe.grpo.use_vllm and recipe.grpo.vllm_mode == "server"
+    o = recipe.orsta
+    assert f'"min_pixels": {o.min_pixels}, "max_pixels": {o.max_pixels}' in path.read_text()

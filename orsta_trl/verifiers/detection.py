@@ -18,7 +18,9 @@ Where we deviate from (or go beyond) the paper:
 * Matching is pluggable. ``hungarian`` (default) maximises the total IoU over the pairs allowed at ``t``; the
   paper's two greedy matchers are kept as ``greedy_label_first`` (each ground-truth box in order takes the free
   prediction with the highest IoU) and ``greedy_iou_first`` (all pairs by IoU, descending, ties in prediction
-  then ground-truth order). All three agree whenever no box has two candidates.
+  then ground-truth order). All three agree whenever no box has two candidates. Only same-label pairs with IoU
+  at or above the lowest threshold in use are ever formed, found without the dense IoU matrix in crowded scenes,
+  and matching runs only on the components where some box has two candidates (:mod:`.box_match`).
 * Ground truth is in the original image's pixels; predictions are mapped there (``pred_coords``: Qwen2.5-VL's
   resized-input pixels via ``qwen_vl_utils.smart_resize`` with the processor's min/max pixels, a 0-1000 grid, or
   original pixels) and are not clipped to the image.
@@ -28,7 +30,7 @@ Where we deviate from (or go beyond) the paper:
   record's matcher (precision with no prediction = 1 when there is no ground truth else 0; recall with no
   ground truth = 1 when nothing is predicted else 0), and the sample's COCO ``ap``, ``ap50``, ``ap75``.
 * AP is what pycocotools' ``COCOeval`` reports for the one image with every prediction scored 1.0 (see
-  :func:`orsta_trl.verifiers.boxes.sample_ap`), except 1.0 / 0.0 (nothing / something predicted) where COCO
+  :func:`orsta_trl.verifiers.box_match.sample_ap`), except 1.0 / 0.0 (nothing / something predicted) where COCO
   says -1 for want of ground truth.
 * Scores are zeros with a reason (never an exception) for ``no_answer``, ``unparsable_boxes`` and
   ``no_image_size`` (missing, non-positive or unresizable image size when ``pred_coords`` needs it; the format
@@ -43,21 +45,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from orsta_trl.verifiers.base import Context, FieldError, Verdict, Verifier, check_choice, check_number
+from orsta_trl.verifiers.box_match import COCO_LOW, coco_ap, match_counts, overlap_pairs, sample_ap
 from orsta_trl.verifiers.boxes import (
-    allowed_ious,
     areas,
     as_box,
     box_problem,
-    coco_ap,
     coords_array,
     iou,
     iou_matrix,
     label_categories,
     parse_boxes,
-    sample_ap,
 )
 from orsta_trl.verifiers.schedule import iou_threshold_at
 
@@ -67,55 +66,6 @@ AVERAGE_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10)) + (0.99,
 PR_THRESHOLDS = (0.5, 0.75, 0.95, 0.99)
 _PR = tuple(f"{kind}@{t}" for t in PR_THRESHOLDS for kind in ("precision", "recall"))
 PARTS = (*_PR, "ap", "ap50", "ap75")
-
-
-def _match_one(w: np.ndarray, matching: str) -> tuple[int, float]:
-    """Matches and their IoU sum on ``w`` (pairs not allowed are 0)."""
-    if matching == "hungarian":
-        rows, cols = linear_sum_assignment(w, maximize=True)
-        vals = w[rows, cols]
-        vals = vals[vals > 0]
-        return len(vals), float(vals.sum())
-    pairs: list[tuple[int, int]] = []
-    if matching == "greedy_label_first":
-        free = np.ones(w.shape[0], dtype=bool)
-        for j in range(w.shape[1]):
-            col = np.where(free, w[:, j], 0.0)
-            i = int(np.argmax(col))
-            if col[i] > 0:
-                free[i] = False
-                pairs.append((i, j))
-    else:  # greedy_iou_first
-        cand = np.argwhere(w > 0)
-        used_p, used_g = set(), set()
-        for k in np.argsort(-w[cand[:, 0], cand[:, 1]], kind="stable"):
-            i, j = int(cand[k, 0]), int(cand[k, 1])
-            if i not in used_p and j not in used_g:
-                used_p.add(i)
-                used_g.add(j)
-                pairs.append((i, j))
-    return len(pairs), float(sum(w[i, j] for i, j in pairs))
-
-
-def _match_counts(
-    allowed: np.ndarray, thresholds: Sequence[float], matching: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per threshold: number of matches and the sum of their IoUs (``allowed``: IoUs, 0 where not allowed)."""
-    unique = list(dict.fromkeys(thresholds))
-    if len(unique) < len(thresholds):
-        n, s = _match_counts(allowed, unique, matching)
-        back = [unique.index(t) for t in thresholds]
-        return n[back], s[back]
-    ts = np.asarray(thresholds, dtype=float)
-    if allowed.size == 0:
-        return np.zeros(len(ts)), np.zeros(len(ts))
-    cand = allowed[None, :, :] >= ts[:, None, None]
-    n = cand.sum(axis=(1, 2)).astype(float)
-    s = np.where(cand, allowed[None], 0.0).sum(axis=(1, 2))
-    conflict = (cand.sum(axis=2).max(axis=1) > 1) | (cand.sum(axis=1).max(axis=1) > 1)
-    for k in np.flatnonzero(conflict):  # only then can the matchers disagree
-        n[k], s[k] = _match_one(np.where(cand[k], allowed, 0.0), matching)
-    return n, s
 
 
 def _accuracy(n: np.ndarray, s: np.ndarray, n_pred: int, n_gt: int, c: float, penalty: float) -> np.ndarray:
@@ -137,8 +87,8 @@ def detection_score(
 ) -> float:
     """V-Triune's accuracy at IoU ``threshold`` (> 0) for (x1, y1, x2, y2, label) boxes in one frame."""
     p_cat, g_cat = label_categories([b[4] for b in pred_boxes], [b[4] for b in gt_boxes], match_labels)
-    allowed = allowed_ious(iou_matrix(pred_boxes, gt_boxes), p_cat, g_cat)
-    n, s = _match_counts(allowed, [threshold], matching)
+    pairs = overlap_pairs(coords_array(pred_boxes), coords_array(gt_boxes), p_cat, g_cat, threshold)
+    n, s = match_counts(pairs, [threshold], matching)
     return float(_accuracy(n, s, len(pred_boxes), len(gt_boxes), completeness_weight, count_penalty)[0])
 
 
@@ -255,15 +205,15 @@ class DetectionVerifier(Verifier):
         thresholds = _thresholds(params, ctx)
         k = len(thresholds)
         p_cat, g_cat = label_categories(labels, gold.labels, params.match_labels)
-        allowed = allowed_ious(iou_matrix(pred, gold.boxes), p_cat, g_cat)
+        pairs = overlap_pairs(pred, gold.boxes, p_cat, g_cat, min(*thresholds, COCO_LOW))
         n_pred, n_gt = len(pred), len(gold.labels)
-        n, s = _match_counts(allowed, thresholds + PR_THRESHOLDS, params.matching)
+        n, s = match_counts(pairs, thresholds + PR_THRESHOLDS, params.matching)
         acc = _accuracy(n[:k], s[:k], n_pred, n_gt, params.completeness_weight, params.count_penalty)
         parts: dict[str, float] = {}
         for t, matched in zip(PR_THRESHOLDS, n[k:].tolist(), strict=True):
             parts[f"precision@{t}"] = matched / n_pred if n_pred else float(n_gt == 0)
             parts[f"recall@{t}"] = matched / n_gt if n_gt else float(n_pred == 0)
-        parts["ap"], parts["ap50"], parts["ap75"] = coco_ap(allowed, p_cat, g_cat, area, areas(gold.boxes))
+        parts["ap"], parts["ap50"], parts["ap75"] = coco_ap(pairs, p_cat, g_cat, area, areas(gold.boxes))
         reason = "invalid_boxes" if n_invalid else None
         return Verdict(float(acc.sum()) / k, 1.0, parts, reason)
 
