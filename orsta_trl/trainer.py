@@ -13,6 +13,9 @@ What it changes, and why:
   :meth:`_record_samples`, which adds completion lengths and truncation, gathers every rank's samples (so every
   rank holds the same rows and logs the same values), and feeds the source monitor, the end-of-run summary and,
   on the main process, the completion dumps. No verdict is read back from router state.
+* tools (issue 11): a :class:`~orsta_trl.tools.registry.ToolSet` becomes TRL's ``tools`` and
+  ``environment_factory``; TRL's own loop runs them (tool tokens masked from the loss), and the reward function
+  reads each completion as a rollout with its real tool outcomes.
 * ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log.
 * Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
   before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. TRL's own
@@ -47,10 +50,12 @@ class OrstaGRPOTrainer(GRPOTrainer):
         router: scores every completion against its record (its records are the training records).
         orsta: our recipe settings (:class:`orsta_trl.recipe.OrstaConfig`); defaults when None.
         eval_records: held-out records of the decoupled evaluation (the trainer owns them; none: no evaluation).
+        toolset: the run's tools (:func:`orsta_trl.tools.registry.build_tools`): TRL's ``tools`` and
+            ``environment_factory``; the reward then reads each completion as a multi-turn rollout.
         *args, **kwargs: as for ``trl.GRPOTrainer``, without ``reward_funcs``.
     """
 
-    def __init__(self, *args, router, orsta=None, eval_records=None, **kwargs):
+    def __init__(self, *args, router, orsta=None, eval_records=None, toolset=None, **kwargs):
         from orsta_trl.recipe import OrstaConfig
 
         processing_class = kwargs.get("processing_class")
@@ -60,7 +65,12 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.orsta = orsta or OrstaConfig()
         self.eval_records = list(eval_records or [])
         self.summary = SourceSummary()
-        super().__init__(*args, reward_funcs=[router.reward_function(self._record_samples)], **kwargs)
+        #: The run's tools (:class:`orsta_trl.tools.registry.ToolSet`), handed to TRL's tool loop; None: no tools.
+        self.toolset = toolset
+        if toolset is not None:
+            kwargs.update(tools=toolset.tools or None, environment_factory=toolset.environment_factory)
+        reward = router.reward_function(self._record_samples, rollouts=toolset is not None)
+        super().__init__(*args, reward_funcs=[reward], **kwargs)
         enforce_left_padding(self.processing_class)
         if self.orsta.freeze_vision:
             freeze_vision(self.model, freeze_merger=self.orsta.freeze_merger)
