@@ -24,6 +24,13 @@ from orsta_trl.api import build_trainer
 from orsta_trl.tools.chat import use_tool_template
 
 QUESTION = "What is 2 + 3?"
+MCP = [
+    {
+        "name": "calc",
+        "command": sys.executable,
+        "args": [str(Path(__file__).parent / "data" / "mcp_server.py")],
+    }
+]
 TOOL_MODULE = '''
 from pathlib import Path
 
@@ -49,6 +56,7 @@ def _call(name: str, arguments: dict) -> str:
 
 def _warm_up(model_dir: Path, tools: list, first: str, result: str, answer: str, steps: int = 160) -> None:
     """Supervised warm-up of one rollout: prompt → ``first`` (a call) → tool result → ``answer``; saved in place.
+    ``tools`` is one tool list, or a tuple of several (one prompt each, rendered with that list's schemas).
 
     The pieces are tokenized separately and concatenated, as TRL's loop concatenates prompt, generated and
     tool-suffix ids; only the model's own turns are in the loss.
@@ -57,24 +65,31 @@ def _warm_up(model_dir: Path, tools: list, first: str, result: str, answer: str,
 
     tok = use_tool_template(AutoTokenizer.from_pretrained(model_dir), vision=False)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    prompt = tok.apply_chat_template(
-        [{"role": "user", "content": QUESTION}], tools=tools, tokenize=False, add_generation_prompt=True
-    )
     suffix = (
         f"\n<|im_start|>user\n<tool_response>\n{result}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
     )
-    pieces = [(prompt, False), (first, True), (suffix, False), (answer + "<|im_end|>", True)]
-    ids, labels = [], []
-    for text, learn in pieces:
-        piece = tok(text, add_special_tokens=False)["input_ids"]
-        ids += piece
-        labels += piece if learn else [-100] * len(piece)
-    ids, labels = torch.tensor([ids]), torch.tensor([labels])
+    sequences = []
+    for listed in tools if isinstance(tools, tuple) else (tools,):
+        prompt = tok.apply_chat_template(
+            [{"role": "user", "content": QUESTION}], tools=listed, tokenize=False, add_generation_prompt=True
+        )
+        pieces = [(prompt, False), (first, True), (suffix, False), (answer + "<|im_end|>", True)]
+        ids, labels = [], []
+        for text, learn in pieces:
+            piece = tok(text, add_special_tokens=False)["input_ids"]
+            ids += piece
+            labels += piece if learn else [-100] * len(piece)
+        sequences.append((ids, labels))
+    width = max(len(ids) for ids, _ in sequences)  # right-padded to one batch; padding is out of the loss
+    pad = tok.pad_token_id
+    ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in sequences])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in sequences])
+    attention = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in sequences])
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(steps):
-        loss = model(input_ids=ids, labels=labels).loss
+        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -154,9 +169,16 @@ def add_model(tmp_path_factory, tiny_lm) -> tuple[Path, Path]:
     sys.path.insert(0, str(folder))
     import orsta_test_tools
 
-    _warm_up(
-        model, [orsta_test_tools.add], _call("add", {"a": 2, "b": 3}), "5", r"<answer>\boxed{5}</answer>"
-    )
+    from orsta_trl.tools.registry import build_tools
+
+    servers = build_tools(mcp_servers=MCP)  # the MCP server's own schema of its "add": a second prompt
+    try:
+        prompts = ([orsta_test_tools.add], servers.tools)
+        _warm_up(
+            model, prompts, _call("add", {"a": 2, "b": 3}), "5", r"<answer>\boxed{5}</answer>", steps=200
+        )
+    finally:
+        servers.close()
     return model, folder
 
 
@@ -203,6 +225,26 @@ def test_the_tool_runs_its_output_reaches_the_next_turn_is_masked_and_scored(add
     assert history["train/source/tool_math/tools/success"] == 1.0
     assert history["train/source/tool_math/tools/calls/add"] > 0
     assert history["train/source/tool_math/tools/turns"] > 1
+
+
+def test_an_mcp_servers_tool_runs_in_the_loop_and_the_server_stops_after_training(add_model):
+    import psutil
+
+    model, folder = add_model
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    trainer, _, samples = _run(model, _data(folder), folder / "run_mcp", mcp_servers=MCP)
+    called = [s for s in samples if s.tools["tool_outcomes"]]
+    assert called, "no rollout called the tool"
+    for s in called:
+        assert s.tools["tool_outcomes"] == [True] and "<tool_response>\n5\n</tool_response>" in s.text
+    assert trainer.toolset.servers is None  # closed by _run, as api.train does
+    left = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    deadline = time.time() + 10
+    while time.time() < deadline and any(
+        psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in left
+    ):
+        time.sleep(0.1)
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in left)
 
 
 def test_sandbox_failures_come_back_as_errors_and_training_carries_on(tmp_path, tiny_lm):
