@@ -102,3 +102,11 @@ def test_every_entry_point_reads_the_recipe(tmp_path, entry):
     result = subprocess.run([sys.executable, *entry, str(path)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0
     assert "'num_generatons' (did you mean 'num_generations'?)" in result.stderr
+
+
+def test_tool_recipes_name_their_tools():
+    math = load_recipe(REPO / "recipes/tool_math_3b.yaml", check=True)
+    zoom = load_recipe(REPO / "recipes/tool_zoom_7b.yaml", check=True)
+    assert math.orsta.tools == ["python"] and math.model.model_name_or_path == "Qwen/Qwen2.5-3B-Instruct"
+    assert zoom.orsta.tools == ["crop"] and zoom.model.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert math.grpo.max_tool_calling_iterations == 4 and zoom.grpo.max_tool_calling_iterations == 3
