@@ -52,6 +52,11 @@ def test_sandbox_runs_code_in_a_fresh_directory_and_returns_stdout():
         ("list home", "import os; print(os.listdir({home!r}))", "outside the working directory"),
         ("socket", "import socket; socket.create_connection(('1.1.1.1', 80), timeout=1)", "not allowed"),
         ("ctypes", "import ctypes; ctypes.CDLL('libc.so.6').fork()", "not allowed"),
+        (
+            "spawner re-import",
+            "import sys; del sys.modules['_posixsubprocess']; import _posixsubprocess",
+            "not allowed",
+        ),
         ("output flood", "while True: print('x' * 4096)", "output limit"),
     ],
 )

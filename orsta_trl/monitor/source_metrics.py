@@ -28,6 +28,8 @@ Metrics per source:
   :func:`compute_metrics` call; a group of one completion counts as zero-spread. Deviation from exactness:
   when one group's rows are split across partials, each part counts as its own group, so pass whole groups
   (the trainer gathers all ranks first).
+* ``tools/...`` (runs with tools): calls per rollout, per tool name, real success share, turns, iteration-limit
+  share (:mod:`orsta_trl.monitor.tool_metrics`).
 """
 
 from __future__ import annotations

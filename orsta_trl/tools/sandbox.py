@@ -17,11 +17,12 @@ Layers, outermost first (each is checked by ``tests/test_tools_sandbox.py``):
   is refused, except reading the Python installation (stdlib and site-packages, so imports work); so are
   listing, creating, renaming or removing paths outside it, ``chdir`` out of it, sockets, ``fork``, ``exec``,
   ``posix_spawn``, ``system``, ``subprocess``, ``kill``, loading libraries with ``ctypes`` and looking up
-  their symbols, and importing ``_socket``; ``_posixsubprocess.fork_exec`` is replaced by a refusal.
+  their symbols, and importing ``_socket`` or re-importing ``_posixsubprocess`` (whose ``fork_exec`` the prelude
+  replaced by a refusal).
 
 What this does **not** protect against (also in the README): the audit hook is Python-level, so native code
-that the allowed packages already loaded could bypass it (a C extension that opens files or sockets itself,
-e.g. a package's own C I/O); files readable through the Python installation's folders are readable; CPU
+that the allowed packages already loaded could bypass it (a C extension that opens files or sockets itself),
+and so could Python that loads an extension module's file under another name through importlib's internals; files readable through the Python installation's folders are readable; CPU
 and memory of the node are shared (no cgroup: the limits are per process, and when the host runs as root,
 ``RLIMIT_NPROC`` does not apply, which is why fork is refused by the hook); timing side channels; a kernel
 exploit. It is a guard against a model's mistakes and casual escapes, not a security boundary for hostile code.
@@ -72,7 +73,7 @@ def _hook(event, args):
         raise PermissionError(f"sandbox: {event} is not allowed")
     if event == "ctypes.dlopen" and args and args[0] is not None:
         raise PermissionError("sandbox: loading native libraries is not allowed")
-    if event == "import" and args and args[0] == "_socket":
+    if event == "import" and args and args[0] in ("_socket", "_posixsubprocess"):
         raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
     if event in _listing and args and isinstance(args[0], (str, bytes, os.PathLike)):
         if not (_inside(args[0]) or _readable(args[0])):
