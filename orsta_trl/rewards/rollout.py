@@ -41,7 +41,7 @@ def read_rollout(completion) -> tuple[str, dict]:
 
     Args:
         completion: TRL's conversational completion: ``[{"role": "assistant", "content", "tool_calls"?},
-            {"role": "tool", "name", "content"}, ...]``.
+            {"role": "tool", "name", "content"}, ...]`` (a plain string is one turn without calls).
 
     Returns:
         (transcript text, ``{"tool_outcomes", "tool_names", "turns", "hit_limit"}``).
@@ -54,6 +54,8 @@ def read_rollout(completion) -> tuple[str, dict]:
     >>> r
     {'tool_outcomes': [True], 'tool_names': ['f'], 'turns': 2, 'hit_limit': False}
     """
+    if isinstance(completion, str):  # a plain-text completion: one turn, no call
+        return completion, {"tool_outcomes": [], "tool_names": [], "turns": 1, "hit_limit": False}
     pieces: list[str] = []
     outcomes: list[bool] = []
     names: list[str] = []
