@@ -54,7 +54,7 @@ def _call(name: str, arguments: dict) -> str:
     return f"<think>I use a tool.</think>\n<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call><|im_end|>"
 
 
-def _warm_up(model_dir: Path, tools: list, first: str, result: str, answer: str, steps: int = 160) -> None:
+def _warm_up(model_dir: Path, tools: list, first: str, result: str, answer: str, steps: int = 100) -> None:
     """Supervised warm-up of one rollout: prompt → ``first`` (a call) → tool result → ``answer``; saved in place.
     ``tools`` is one tool list, or a tuple of several (one prompt each, rendered with that list's schemas).
 
@@ -86,7 +86,7 @@ def _warm_up(model_dir: Path, tools: list, first: str, result: str, answer: str,
     labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in sequences])
     attention = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in sequences])
     torch.manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(steps):
         loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
@@ -174,9 +174,7 @@ def add_model(tmp_path_factory, tiny_lm) -> tuple[Path, Path]:
     servers = build_tools(mcp_servers=MCP)  # the MCP server's own schema of its "add": a second prompt
     try:
         prompts = ([orsta_test_tools.add], servers.tools)
-        _warm_up(
-            model, prompts, _call("add", {"a": 2, "b": 3}), "5", r"<answer>\boxed{5}</answer>", steps=200
-        )
+        _warm_up(model, prompts, _call("add", {"a": 2, "b": 3}), "5", r"<answer>\boxed{5}</answer>")
     finally:
         servers.close()
     return model, folder
@@ -257,7 +255,7 @@ def test_sandbox_failures_come_back_as_errors_and_training_carries_on(tmp_path, 
     code = "while True: pass"
     error = "Error: the code ran past the 1 s time limit and was stopped"
     _warm_up(
-        model, [python], _call("python", {"code": code}), error, r"<answer>\boxed{5}</answer>", steps=200
+        model, [python], _call("python", {"code": code}), error, r"<answer>\boxed{5}</answer>", steps=160
     )
     started = time.perf_counter()
     trainer, batches, samples = _run(
