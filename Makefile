@@ -47,6 +47,7 @@ bench: setup
 	$(PY) benchmarks/scaling.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/trainer_overhead.py
 	$(PY) benchmarks/gpu_smoke.py --dry-run
+	$(PY) benchmarks/tools.py
 
 clean:
 	rm -rf demo .pytest_cache

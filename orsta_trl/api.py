@@ -53,7 +53,8 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
 
     Returns:
         The :class:`~orsta_trl.trainer.OrstaGRPOTrainer`, not yet trained. Its reward workers are started;
-        ``trainer.router.close()`` stops them (:func:`train` does that itself). ``trainer.dropped`` holds the
+        ``trainer.router.close()`` stops them (:func:`train` does that itself). With MCP tools, their servers
+        are running too; ``trainer.toolset.close()`` stops them. ``trainer.dropped`` holds the
         prompts dropped as too long, per data_source.
 
     Raises:
@@ -124,21 +125,30 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     dataset = to_trl_dataset(kept, vision=vision)
     sampling = _sampling_plan(records, kept, orsta)  # mixture weights and curriculum (issue 10)
 
+    # ---- tools (issue 11): our tool-capable chat template; built-in, user and MCP tools (servers start here)
+    toolset = _toolset(orsta, processor, vision)
+
     # ---- rewards and trainer
     from trl import get_peft_config
 
     router = RewardRouter(kept, orsta.reward_settings())
-    trainer = OrstaGRPOTrainer(
-        model=model,
-        args=grpo,
-        train_dataset=dataset,
-        processing_class=processor,
-        peft_config=get_peft_config(model_args),
-        router=router,
-        orsta=orsta,
-        eval_records=eval_records,
-        sampling=sampling,
-    )
+    try:
+        trainer = OrstaGRPOTrainer(
+            model=model,
+            args=grpo,
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=get_peft_config(model_args),
+            router=router,
+            orsta=orsta,
+            eval_records=eval_records,
+            sampling=sampling,
+            toolset=toolset,
+        )
+    except BaseException:
+        if toolset is not None:
+            toolset.close()
+        raise
     trainer.dropped = dict(dropped)
     pool = router.start(also=eval_records)
     if pool is not None:
@@ -169,6 +179,31 @@ def _sampling_plan(loaded, records, orsta):
             by_position.update(dict.fromkeys(range(start, end), index))
         origins = {r.key: by_position[i] for i, r in enumerate(loaded)}
     return sampling_plan(records, origins, weights, orsta.curriculum)
+
+
+def _toolset(orsta, processor, vision: bool):
+    """The run's tools (None without any); the processor gets the tool-capable template. MCP servers start."""
+    if not (orsta.tools or orsta.tool_modules or orsta.mcp_servers):
+        return None
+    from orsta_trl.tools.chat import use_tool_template
+    from orsta_trl.tools.registry import build_tools
+
+    use_tool_template(processor, vision)
+    try:
+        toolset = build_tools(
+            orsta.tools,
+            orsta.tool_modules,
+            orsta.mcp_servers,
+            timeout_s=orsta.tool_timeout_s,
+            memory_mb=orsta.tool_memory_mb,
+            vision=vision,
+            min_pixels=orsta.min_pixels,
+            max_pixels=orsta.max_pixels,
+        )
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
+    say(f"tools: {', '.join(toolset.names)}")
+    return toolset
 
 
 def check_paths(recipe: Recipe) -> None:
@@ -230,6 +265,8 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
         trainer.train(resume_from_checkpoint=recipe.grpo.resume_from_checkpoint)
     finally:
         trainer.router.close()
+        if trainer.toolset is not None:  # MCP servers stop with the run
+            trainer.toolset.close()
 
     # ---- save and summarise
     output_dir = Path(recipe.grpo.output_dir)

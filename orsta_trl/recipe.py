@@ -154,6 +154,32 @@ class OrstaConfig:
             "help": "'pass_rate': each epoch goes from easy to hard by extra.pass_rate (difficulty filter)."
         },
     )
+    # --- tool use (issue 11) ---
+    tools: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Built-in tools by name: calculator, python, crop, zoom (crop/zoom: vision models)."
+        },
+    )
+    tool_modules: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Python modules whose public functions (type hints + docstring) become tools."},
+    )
+    mcp_servers: list[dict] = field(
+        default_factory=list,
+        metadata={
+            "help": "MCP servers over stdio: [{name, command, args, env}]; their tools are listed at start."
+        },
+    )
+    tool_timeout_s: float = field(
+        default=10.0,
+        metadata={
+            "help": "Wall-time limit of one tool call (python sandbox, MCP call, user tool), in seconds."
+        },
+    )
+    tool_memory_mb: int = field(
+        default=1024, metadata={"help": "Address-space limit of the python tool's sandbox process, in MB."}
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
@@ -180,6 +206,7 @@ class OrstaConfig:
         _check_data_settings(self)
         from orsta_trl.verifiers.schedule import validate_schedule
 
+        _check_tools(self)
         pairs = validate_schedule(self.iou_schedule)
         thresholds = [threshold for _, threshold in pairs]
         if any(later < earlier for earlier, later in itertools.pairwise(thresholds)):
@@ -228,6 +255,28 @@ def _check_data_settings(orsta: OrstaConfig) -> None:
     if orsta.train_files and orsta.train_files != paths:
         raise ValueError("give either train_files or datasets (a weighted mixture), not both")
     orsta.train_files = paths
+
+
+def _check_tools(config: OrstaConfig) -> None:
+    """The tool keys (issue 11): names known, user modules importable with usable schemas, MCP entries
+    well-formed, limits positive. Nothing is started here."""
+    if isinstance(config.tools, str):
+        config.tools = [config.tools]
+    if isinstance(config.tool_modules, str):
+        config.tool_modules = [config.tool_modules]
+    if not (config.tools or config.tool_modules or config.mcp_servers):
+        if config.tool_timeout_s <= 0:
+            raise ValueError(f"tool_timeout_s: a positive number of seconds, got {config.tool_timeout_s!r}")
+        return
+    from orsta_trl.tools.registry import check_tool_settings
+
+    problems = check_tool_settings(
+        config.tools, config.tool_modules, config.mcp_servers, config.tool_timeout_s
+    )
+    if config.tool_memory_mb < 64:
+        problems.append(f"tool_memory_mb: at least 64, got {config.tool_memory_mb}")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:

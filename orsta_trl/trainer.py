@@ -13,6 +13,9 @@ What it changes, and why:
   :meth:`_record_samples`, which adds completion lengths and truncation, gathers every rank's samples (so every
   rank holds the same rows and logs the same values), and feeds the source monitor, the end-of-run summary and,
   on the main process, the completion dumps. No verdict is read back from router state.
+* tools (issue 11): a :class:`~orsta_trl.tools.registry.ToolSet` becomes TRL's ``tools`` and
+  ``environment_factory``; TRL's own loop runs them (tool tokens masked from the loss), and the reward function
+  reads each completion as a rollout with its real tool outcomes.
 * ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log,
   and the prompts seen so far per source (``train/data/seen/<data_source>``, counted since this process
   started; TensorBoard only).
@@ -54,10 +57,12 @@ class OrstaGRPOTrainer(GRPOTrainer):
         router: scores every completion against its record (its records are the training records).
         orsta: our recipe settings (:class:`orsta_trl.recipe.OrstaConfig`); defaults when None.
         eval_records: held-out records of the decoupled evaluation (the trainer owns them; none: no evaluation).
+        toolset: the run's tools (:func:`orsta_trl.tools.registry.build_tools`): TRL's ``tools`` and
+            ``environment_factory``; the reward then reads each completion as a multi-turn rollout.
         *args, **kwargs: as for ``trl.GRPOTrainer``, without ``reward_funcs``.
     """
 
-    def __init__(self, *args, router, orsta=None, eval_records=None, sampling=None, **kwargs):
+    def __init__(self, *args, router, orsta=None, eval_records=None, sampling=None, toolset=None, **kwargs):
         from orsta_trl.recipe import OrstaConfig
 
         processing_class = kwargs.get("processing_class")
@@ -69,7 +74,12 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.summary = SourceSummary()
         self.sampling = sampling  # orsta_trl.data.sampling.SamplingPlan (issue 10), or None
         self.seen: dict[str, float] = {}
-        super().__init__(*args, reward_funcs=[router.reward_function(self._record_samples)], **kwargs)
+        #: The run's tools (:class:`orsta_trl.tools.registry.ToolSet`), handed to TRL's tool loop; None: no tools.
+        self.toolset = toolset
+        if toolset is not None:
+            kwargs.update(tools=toolset.tools or None, environment_factory=toolset.environment_factory)
+        reward = router.reward_function(self._record_samples, rollouts=toolset is not None)
+        super().__init__(*args, reward_funcs=[reward], **kwargs)
         enforce_left_padding(self.processing_class)
         if self.orsta.freeze_vision:
             freeze_vision(self.model, freeze_merger=self.orsta.freeze_merger)

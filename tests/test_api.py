@@ -22,7 +22,7 @@ PACKAGE = Path(orsta_trl.__file__).parent
 LAYERS = [
     {"errors", "keys", "console"},
     {"verifiers"},
-    {"data", "models"},
+    {"data", "models", "tools"},
     {"rewards"},
     {"monitor", "recipe"},
     {"trainer", "evaluation", "score", "difficulty", "memory_plan"},

@@ -118,3 +118,11 @@ def test_multinode_config_and_server_recipe():
     assert recipe.grpo.use_vllm and recipe.grpo.vllm_mode == "server"
     o = recipe.orsta
     assert f'"min_pixels": {o.min_pixels}, "max_pixels": {o.max_pixels}' in path.read_text()
+
+
+def test_tool_recipes_name_their_tools():
+    math = load_recipe(REPO / "recipes/tool_math_3b.yaml", check=True)
+    zoom = load_recipe(REPO / "recipes/tool_zoom_7b.yaml", check=True)
+    assert math.orsta.tools == ["python"] and math.model.model_name_or_path == "Qwen/Qwen2.5-3B-Instruct"
+    assert zoom.orsta.tools == ["crop"] and zoom.model.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert math.grpo.max_tool_calling_iterations == 4 and zoom.grpo.max_tool_calling_iterations == 3

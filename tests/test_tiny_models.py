@@ -20,6 +20,7 @@ from trl.chat_template_utils import qwen2_5_chat_template, qwen2_5_vl_chat_templ
 
 from orsta_trl.models.loading import parameter_counts
 from orsta_trl.models.tiny import SPECIAL_TOKENS, make_tiny_lm, make_tiny_vl
+from orsta_trl.tools.chat import tool_template
 
 MIN_PIXELS, MAX_PIXELS = 28 * 28 * 4, 28 * 28 * 64
 PROMPT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many circles?"}]}]
@@ -65,8 +66,10 @@ def test_tiny_vl_reloads_with_real_classes(tmp_path):
     # transformers 5 folds min/max_pixels into `size` on load; the json still carries both spellings
     saved = json.loads((out / "processor_config.json").read_text())["image_processor"]
     assert (saved["min_pixels"], saved["max_pixels"]) == (MIN_PIXELS, MAX_PIXELS)
-    # byte-identical to TRL's copy, so TRL recognises it (training template swap, response schema)
-    assert processor.chat_template == tok.chat_template == qwen2_5_vl_chat_template
+    # our tool-capable template, which renders tool-free chats exactly as TRL's copy of the stock template
+    # (tests/test_tool_chat.py compares them)
+    assert processor.chat_template == tok.chat_template == tool_template(vision=True)
+    assert qwen2_5_vl_chat_template != tool_template(vision=True)
 
 
 def test_tiny_vl_chat_template_forward_generate(tmp_path):
@@ -145,7 +148,7 @@ def test_tiny_lm_chat_template_and_generate(tmp_path):
     assert parameter_counts(model)["vision"] == 0
 
     messages = [[{"role": "user", "content": "What is 2 + 3?"}], [{"role": "user", "content": "Hi"}]]
-    assert tok.chat_template == qwen2_5_chat_template
+    assert tok.chat_template == tool_template(vision=False) != qwen2_5_chat_template
     text = tok.apply_chat_template(messages[0], tokenize=False, add_generation_prompt=True)
     assert text.startswith("<|im_start|>system\n") and text.endswith("<|im_start|>assistant\n")
     assert "<|im_start|>user\nWhat is 2 + 3?<|im_end|>" in text

@@ -10,8 +10,8 @@ must not touch the Hugging Face Hub. This module builds them from scratch:
   tokens in Qwen's order, so ``<|im_end|>`` is eos and ``<|endoftext|>`` is pad;
 * a 2-layer Qwen2.5-VL (2-block vision tower with window + full attention, M-RoPE)
   or a 2-layer Qwen2 causal LM, random weights from ``torch.manual_seed(seed)``;
-* the chat templates shipped inside TRL (``qwen2_5_vl.jinja``, ``qwen2_5.jinja``),
-  so TRL recognises them exactly as it does the real checkpoints.
+* our tool-capable chat templates (:mod:`orsta_trl.tools.chat`), which render tool-free chats exactly as
+  the stock ``qwen2_5_vl.jinja`` / ``qwen2_5.jinja`` shipped inside TRL, and can also render tools.
 
 Everything is deterministic: the same seed gives byte-identical tokenizer files
 and identical weights.
@@ -20,7 +20,6 @@ and identical weights.
 from __future__ import annotations
 
 import json
-from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -37,6 +36,8 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+from orsta_trl.tools.chat import tool_template
 
 __all__ = ["SPECIAL_TOKENS", "make_tiny_lm", "make_tiny_tokenizer", "make_tiny_vl"]
 
@@ -82,11 +83,6 @@ Please answer with a single word or number. Put your final answer within \boxed{
 Find every person, car, tree, bird and traffic light; return each as {"bbox_2d": [...], "label": "..."}.
 True or false: the yellow cylinder is behind the purple sphere. Yes or no? No. Options: (A) yes (B) no.
 """
-
-
-def _chat_template(name: str) -> str:
-    """Read one of the chat templates shipped inside the installed TRL package."""
-    return (files("trl") / "chat_templates" / name).read_text(encoding="utf-8")
 
 
 def make_tiny_tokenizer(*, padding_side: str = "left") -> Qwen2Tokenizer:
@@ -201,7 +197,7 @@ def make_tiny_vl(
     video_processor = Qwen2VLVideoProcessor(size=dict(size))
     for proc in (image_processor, video_processor):
         proc.min_pixels, proc.max_pixels = min_pixels, max_pixels
-    template = _chat_template("qwen2_5_vl.jinja")
+    template = tool_template(vision=True)  # renders as TRL's qwen2_5_vl.jinja, and can render tools
     tokenizer.chat_template = template
     processor = Qwen2_5_VLProcessor(
         image_processor=image_processor,
@@ -228,7 +224,7 @@ def make_tiny_lm(out_dir: str | Path, *, seed: int = 0) -> Path:
     """
     out = Path(out_dir)
     tokenizer = make_tiny_tokenizer()
-    tokenizer.chat_template = _chat_template("qwen2_5.jinja")
+    tokenizer.chat_template = tool_template(vision=False)  # renders as TRL's qwen2_5.jinja
     ids = tokenizer.convert_tokens_to_ids
     config = Qwen2Config(
         vocab_size=len(tokenizer),

@@ -28,6 +28,8 @@ Metrics per source:
   :func:`compute_metrics` call; a group of one completion counts as zero-spread. Deviation from exactness:
   when one group's rows are split across partials, each part counts as its own group, so pass whole groups
   (the trainer gathers all ranks first).
+* ``tools/...`` (runs with tools): calls per rollout, per tool name, real success share, turns, iteration-limit
+  share (:mod:`orsta_trl.monitor.tool_metrics`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
+from orsta_trl.monitor.tool_metrics import TOOL_FAMILY, TOOL_METRICS, add_tool_metrics
 from orsta_trl.rewards.sample import Sample
 
 DEFAULT_REFLECTION_WORDS: tuple[str, ...] = (
@@ -73,7 +76,7 @@ FIXED_METRICS: tuple[str, ...] = (
     "reflection/accuracy_nonreflective",
     "groups/zero_spread",
 )
-_FAMILIES = ("part/", "reason/", "reflection/count/")
+_FAMILIES = ("part/", "reason/", "reflection/count/", TOOL_FAMILY)
 
 #: The tag prefix of each split: tags are ``{prefix}/{data_source}/{metric}``.
 TAG_PREFIX = {"train": "train/source", "eval": "eval/source"}
@@ -124,6 +127,7 @@ def compute_metrics(
             groups[r.group].append(r.reward)
         for rewards in groups.values():
             _add(acc, "groups/zero_spread", float(max(rewards) == min(rewards)))
+        add_tool_metrics(acc, items)  # tools/... (issue 11): only rows from the tool loop
         out.update({(source, metric): (num, den) for metric, (num, den) in acc.items()})
     return _share_of_all(out)
 
@@ -168,7 +172,7 @@ def finalize(sums: Mapping[Key, tuple[float, float]], split: str = "train") -> d
 
 def is_metric(name: str) -> bool:
     """Whether ``name`` is a metric name this module emits (used to split tags whose source contains '/')."""
-    if name in FIXED_METRICS:
+    if name in FIXED_METRICS or name in TOOL_METRICS:
         return True
     return any(name.startswith(f) and len(name) > len(f) and "/" not in name[len(f) :] for f in _FAMILIES)
 

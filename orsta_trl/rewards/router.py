@@ -27,6 +27,7 @@ from orsta_trl.data.records import Record
 from orsta_trl.errors import DataError
 from orsta_trl.rewards.formula import combine
 from orsta_trl.rewards.pool import Outcome, Task, WorkerPool
+from orsta_trl.rewards.rollout import read_rollout
 from orsta_trl.rewards.sample import Sample
 from orsta_trl.verifiers.base import Context, RewardSettings, Verdict
 from orsta_trl.verifiers.schedule import iou_threshold_at
@@ -127,8 +128,8 @@ class RewardRouter:
                     else _safe_score(record.reward, text, ctx, slow=result)
                 )
         return [
-            _sample(record, text, verdicts[slot])
-            for record, text, slot in zip(records, texts, order, strict=True)
+            _sample(record, text, verdicts[slot], rollout)
+            for record, text, slot, rollout in zip(records, texts, order, rollouts, strict=True)
         ]
 
     def score_batch(
@@ -139,13 +140,22 @@ class RewardRouter:
         trainer_state=None,
         log_metric=None,
         log_extra=None,
+        rollouts: bool = False,
         **_unused,
     ) -> list[Sample]:
-        """Score one TRL reward call (its keyword arguments as TRL passes them); log the threshold and time."""
+        """Score one TRL reward call (its keyword arguments as TRL passes them); log the threshold and time.
+
+        With ``rollouts`` (a run with tools), each completion is a multi-turn rollout: its transcript is scored
+        and its real tool outcomes go to the verifier context (:func:`~orsta_trl.rewards.rollout.read_rollout`).
+        """
         started = time.perf_counter()
-        texts = [completion_text(c) for c in completions]
+        if rollouts:
+            texts, slots = map(list, zip(*(read_rollout(c) for c in completions), strict=True))
+        else:
+            texts, slots = [completion_text(c) for c in completions], None
         progress = training_progress(trainer_state)
-        samples = self.score(self.lookup(list(zip(data_source, id, strict=True))), texts, progress)
+        keys = list(zip(data_source, id, strict=True))
+        samples = self.score(self.lookup(keys), texts, progress, rollouts=slots)
         if log_metric is not None:
             log_metric("reward/iou_threshold", self.threshold(progress))
             log_metric("reward/seconds", time.perf_counter() - started)
@@ -153,12 +163,13 @@ class RewardRouter:
             log_extra("reason", [s.reason or "" for s in samples])
         return samples
 
-    def reward_function(self, on_samples: SampleSink) -> Callable[..., list[float]]:
+    def reward_function(self, on_samples: SampleSink, rollouts: bool = False) -> Callable[..., list[float]]:
         """A TRL reward function that hands each call's samples to ``on_samples(samples, prompts=,
-        completion_ids=)`` before returning the rewards: how the trainer's monitor gets its verdicts."""
+        completion_ids=)`` before returning the rewards: how the trainer's monitor gets its verdicts.
+        ``rollouts``: the completions come from TRL's tool loop (see :meth:`score_batch`)."""
 
         def orsta(prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
-            samples = self.score_batch(completions, **kwargs)
+            samples = self.score_batch(completions, rollouts=rollouts, **kwargs)
             on_samples(samples, prompts=prompts, completion_ids=completion_ids)
             return [s.reward for s in samples]
 
@@ -192,7 +203,7 @@ def _rollout_key(rollout: Mapping | None):
     return None if rollout is None else json.dumps(rollout, sort_keys=True, default=str)
 
 
-def _sample(record: Record, text: str, verdict: Verdict) -> Sample:
+def _sample(record: Record, text: str, verdict: Verdict, rollout: Mapping | None = None) -> Sample:
     return Sample(
         data_source=record.data_source,
         id=record.id,
@@ -203,6 +214,7 @@ def _sample(record: Record, text: str, verdict: Verdict) -> Sample:
         parts={k: float(v) for k, v in verdict.parts.items()},
         reason=verdict.reason,
         text=text,
+        tools=rollout,
     )
 
 

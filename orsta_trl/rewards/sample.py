@@ -37,6 +37,9 @@ class Sample:
     length: int = 0
     truncated: bool = False
     group: object = None
+    #: The tool loop's record of this rollout (``tool_outcomes``, ``tool_names``, ``turns``, ``hit_limit``;
+    #: :func:`orsta_trl.rewards.rollout.read_rollout`), None outside tool use.
+    tools: Mapping | None = None
 
     @property
     def verdict(self) -> Verdict:

@@ -1,0 +1,228 @@
+"""The tools of a run, by name: built-in (:data:`BUILTIN`), user modules and MCP servers, ready for TRL.
+
+:func:`check_tool_settings` validates the recipe's tool keys without starting anything (the recipe check);
+:func:`build_tools` makes the :class:`ToolSet` that the trainer hands to ``GRPOTrainer``: standalone callables
+(``tools=``) and, for ``crop``/``zoom``, an ``environment_factory`` (they need the row's image).
+
+Every callable is wrapped by :func:`guarded`: it never raises (an exception or bad arguments become an
+``Error: ...`` result), its result carries its real outcome (:class:`~orsta_trl.tools.result.ToolResult`), and a
+user tool that runs past ``tool_timeout_s`` is answered with an ``Error`` result (its thread cannot be killed;
+it finishes in the background). The python sandbox and MCP calls enforce the limit themselves.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import importlib
+import inspect
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orsta_trl.tools.crop import IMAGE_TOOLS
+from orsta_trl.tools.result import ToolResult
+
+#: Built-in tools by recipe name.
+BUILTIN = ("calculator", "python", "crop", "zoom")
+
+_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="orsta-tool")
+
+
+def guarded(fn: Callable, timeout_s: float | None = None) -> Callable:
+    """``fn`` as a tool that never raises and reports its outcome.
+
+    Args:
+        fn: a function with type hints and a docstring (the tool's schema is read from them, unchanged).
+        timeout_s: answer with an ``Error`` result after this many seconds (None: no limit here).
+
+    Returns:
+        A function with ``fn``'s name, signature and docstring.
+
+    >>> def half(x: int) -> str:
+    ...     '''Half of x.
+    ...
+    ...     Args:
+    ...         x: a number
+    ...     '''
+    ...     return str(x / 2)
+    >>> tool = guarded(half)
+    >>> tool(x=3), tool(x="a")[:15], tool(y=1).ok
+    ('1.5', 'Error: TypeErro', False)
+    """
+
+    @functools.wraps(fn)
+    def tool(*args, **kwargs):
+        try:
+            if timeout_s is None:
+                result = fn(*args, **kwargs)
+            else:
+                future = _EXECUTOR.submit(fn, *args, **kwargs)
+                try:
+                    result = future.result(timeout=timeout_s)
+                except concurrent.futures.TimeoutError:
+                    return ToolResult(f"Error: the tool took longer than {timeout_s:g} s", ok=False)
+        except Exception as exc:  # a tool never crashes the rollout
+            return ToolResult(f"Error: {type(exc).__name__}: {exc}", ok=False)
+        return as_result(result)
+
+    return tool
+
+
+def as_result(result: Any):
+    """A tool's return value as TRL's loop should see it: content parts pass through, text keeps an outcome."""
+    if isinstance(result, ToolResult) or (
+        isinstance(result, list) and result and isinstance(result[0], dict)
+    ):
+        return result
+    text = result if isinstance(result, str) else json.dumps(result, default=str)
+    return ToolResult(text, ok=not text.lstrip().startswith("Error"))
+
+
+def module_tools(name: str) -> list[Callable]:
+    """The public functions a user module defines (``__all__`` when it has one), each checked for a schema.
+
+    Raises:
+        ValueError: the module cannot be imported, defines no function, or a function has no usable schema.
+    """
+    from transformers.utils import get_json_schema
+
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:  # an ImportError, or the module's own error while importing
+        raise ValueError(f"tool_modules: cannot import {name!r}: {type(exc).__name__}: {exc}") from None
+    names = getattr(module, "__all__", None) or [
+        n for n, f in vars(module).items() if inspect.isfunction(f) and f.__module__ == module.__name__
+    ]
+    functions = [
+        f for n in names if not n.startswith("_") and inspect.isfunction(f := getattr(module, n, None))
+    ]
+    if not functions:
+        raise ValueError(f"tool_modules: {name!r} defines no public function to use as a tool")
+    for f in functions:
+        try:
+            get_json_schema(f)
+        except Exception as exc:
+            raise ValueError(
+                f"tool_modules: {name}.{f.__name__} cannot be a tool ({exc}); give it type hints and a "
+                "Google-style docstring with an Args: line per parameter"
+            ) from None
+    return functions
+
+
+def check_tool_settings(tools: Any, tool_modules: Any, mcp_servers: Any, tool_timeout_s: Any) -> list[str]:
+    """Problems of the recipe's tool keys, each naming the key (empty when fine). Imports user modules.
+
+    Args:
+        tools, tool_modules, mcp_servers, tool_timeout_s: the recipe's values.
+
+    Returns:
+        A list of messages.
+    """
+    from orsta_trl.keys import unknown_key_message
+    from orsta_trl.tools.mcp import check_server_specs
+
+    problems = []
+    if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+        problems.append(f"tools: expected a list of tool names from {list(BUILTIN)}, got {tools!r:.80}")
+    else:
+        problems += [f"tools: {unknown_key_message('tool', t, BUILTIN)}" for t in tools if t not in BUILTIN]
+        problems += [
+            f"tools: {t!r} is listed twice" for t in sorted({t for t in tools if tools.count(t) > 1})
+        ]
+    if not isinstance(tool_modules, list) or not all(isinstance(m, str) for m in tool_modules):
+        problems.append(f"tool_modules: expected a list of module names, got {tool_modules!r:.80}")
+    else:
+        for name in tool_modules:
+            try:
+                module_tools(name)
+            except ValueError as exc:
+                problems.append(str(exc))
+    problems += check_server_specs(mcp_servers)
+    if isinstance(tool_timeout_s, bool) or not isinstance(tool_timeout_s, int | float) or tool_timeout_s <= 0:
+        problems.append(f"tool_timeout_s: a positive number of seconds, got {tool_timeout_s!r}")
+    return problems
+
+
+@dataclass
+class ToolSet:
+    """What the trainer gives ``GRPOTrainer``: ``tools`` and ``environment_factory``; ``close()`` stops servers."""
+
+    tools: list = field(default_factory=list)
+    environment_factory: Callable | None = None
+    image_tools: tuple[str, ...] = ()
+    servers: Any = None
+
+    @property
+    def names(self) -> list[str]:
+        return [t.__name__ for t in self.tools] + list(self.image_tools)
+
+    def close(self) -> None:
+        if self.servers is not None:
+            self.servers.close()
+            self.servers = None
+
+
+def build_tools(
+    names: Sequence[str] = (),
+    modules: Sequence[str] = (),
+    mcp_servers: Sequence[dict] = (),
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    vision: bool = True,
+    min_pixels: int = 3136,
+    max_pixels: int = 12845056,
+) -> ToolSet:
+    """Build the run's tools; MCP servers are started (and their tools listed) here.
+
+    Args:
+        names: built-in tools (:data:`BUILTIN`).
+        modules: user modules whose public functions become tools.
+        mcp_servers: ``{name, command, args, env}`` entries.
+        timeout_s: ``tool_timeout_s``: limit of one call.
+        memory_mb: memory limit of the python sandbox.
+        vision: whether the model sees images (``crop``/``zoom`` need it).
+        min_pixels, max_pixels: the processor's pixel bounds (the frame of ``crop``/``zoom`` coordinates).
+
+    Returns:
+        A :class:`ToolSet`.
+
+    Raises:
+        ValueError: an unknown name, a duplicate tool name, an image tool on a text model, an MCP server that
+            does not start.
+    """
+    from orsta_trl.tools.calculator import calculator
+    from orsta_trl.tools.crop import image_tools_factory
+    from orsta_trl.tools.python import make_python_tool
+
+    problems = check_tool_settings(list(names), list(modules), list(mcp_servers), timeout_s)
+    if problems:
+        raise ValueError("; ".join(problems))
+    image = tuple(n for n in names if n in IMAGE_TOOLS)
+    if image and not vision:
+        raise ValueError(f"tools: {list(image)} need a vision-language model (the model has no image input)")
+    functions: list = []
+    if "calculator" in names:
+        functions.append(guarded(calculator))
+    if "python" in names:
+        functions.append(guarded(make_python_tool(timeout_s, memory_mb)))
+    for module in modules:
+        functions += [guarded(f, timeout_s) for f in module_tools(module)]
+    toolset = ToolSet(functions, image_tools_factory(image, min_pixels, max_pixels) if image else None, image)
+    if mcp_servers:
+        from orsta_trl.tools.mcp import McpServers
+
+        toolset.servers = McpServers(mcp_servers, timeout_s)
+        try:
+            toolset.tools += toolset.servers.start()
+        except RuntimeError as exc:
+            raise ValueError(str(exc)) from None
+    seen: set[str] = set()
+    for name in toolset.names:
+        if name in seen:
+            toolset.close()
+            raise ValueError(f"two tools are named {name!r}: rename one (tools, tool_modules, mcp_servers)")
+        seen.add(name)
+    return toolset
