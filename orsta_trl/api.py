@@ -63,12 +63,14 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
     from orsta_trl.evaluation import per_source_subset
     from orsta_trl.models.loading import is_vision_model, load_model, load_processor, model_view
+    from orsta_trl.models.lora import check_quantization, lora_config, quantization_kwargs
     from orsta_trl.rewards.router import RewardRouter, check_ready
     from orsta_trl.trainer import OrstaGRPOTrainer
 
     recipe = _recipe(recipe, overrides)
     grpo, model_args, orsta = recipe.grpo, recipe.model, recipe.orsta
     check_paths(recipe)
+    check_quantization(model_args, f"{recipe.path}: " if recipe.path else "")
     name = model_args.model_name_or_path
 
     # ---- records: validated before anything heavy is loaded
@@ -104,6 +106,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
         dtype=model_args.dtype,
         attn_implementation=model_args.attn_implementation,
         revision=model_args.model_revision,
+        **quantization_kwargs(model_args),
     )
 
     # ---- rows: drop prompts that do not fit
@@ -121,15 +124,15 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     dataset = to_trl_dataset(kept, vision=vision)
 
     # ---- rewards and trainer
-    from trl import get_peft_config
-
     router = RewardRouter(kept, orsta.reward_settings())
     trainer = OrstaGRPOTrainer(
         model=model,
         args=grpo,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=get_peft_config(model_args),
+        peft_config=lora_config(
+            model_args, vision=vision, freeze_vision=orsta.freeze_vision, freeze_merger=orsta.freeze_merger
+        ),
         router=router,
         orsta=orsta,
         eval_records=eval_records,

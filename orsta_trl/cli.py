@@ -8,6 +8,8 @@ orsta-trl check-recipe RECIPE [...]          validate recipes without loading we
 orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
 orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
+orsta-trl sft RECIPE OUT [--key value ...]   supervised warm-up on the records' reference answers
+orsta-trl merge CHECKPOINT OUT               merge a LoRA adapter into full weights (with the processor)
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _make_tiny(args) -> None:
 def _synth(args) -> None:
     from orsta_trl.data.synth import synth
 
-    path = synth(args.out, n=args.n, seed=args.seed, tasks=args.tasks)
+    tasks = [t for item in args.tasks for t in item.split(",") if t] if args.tasks else None
+    path = synth(args.out, n=args.n, seed=args.seed, tasks=tasks)
     print(f"wrote {path}")
 
 
@@ -130,6 +133,22 @@ def _report(args) -> int:
     return report_main(args.run_dir, args.output)
 
 
+def _sft(args) -> int:
+    from orsta_trl.recipe import load_recipe
+    from orsta_trl.warmup import sft_warmup
+
+    sft_warmup(load_recipe(args.recipe, args.rest), args.out)
+    return 0
+
+
+def _merge(args) -> int:
+    from orsta_trl.models.lora import merge_adapter
+
+    out = merge_adapter(args.checkpoint, args.out)
+    print(f"wrote merged weights and processor to {out}")
+    return 0
+
+
 def _threshold(value: str):
     return value if value == "average" else float(value)
 
@@ -190,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", default=None, help="output folder (default RUN_DIR/report)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("sft", help="supervised warm-up (TRL's SFTTrainer) on the records' reference answers")
+    p.add_argument("recipe")
+    p.add_argument("out", help="where the warmed-up model and processor are written")
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="--key value recipe overrides (--warmup_sft_steps N)"
+    )
+    p.set_defaults(func=_sft)
+
+    p = sub.add_parser(
+        "merge", help="merge a LoRA checkpoint into full weights loadable with from_pretrained"
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.set_defaults(func=_merge)
     return parser
 
 

@@ -124,6 +124,20 @@ class OrstaConfig:
         default=None,
         metadata={"help": "Reflection words matched as lowercase substrings (default: V-Triune's list)."},
     )
+    # --- supervised warm-up and LoRA (issue 15) ---
+    warmup_sft_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Steps of the supervised warm-up (`orsta-trl sft RECIPE OUT`) on the training records' "
+            "reference answers, with TRL's SFTTrainer: the 'instruct' starting point of GRPO."
+        },
+    )
+    warmup_sft_learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the warm-up."})
+    warmup_sft_batch_size: int = field(default=8, metadata={"help": "Records per warm-up step."})
+    warmup_sft_template: str = field(
+        default="<answer>{answer}</answer>",
+        metadata={"help": "The warm-up completion; {answer} is the record's extra.answer (or string gold)."},
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
@@ -160,12 +174,28 @@ class OrstaConfig:
                 UserWarning,
                 stacklevel=2,
             )
+        _check_warmup(self)
 
     def reward_settings(self) -> RewardSettings:
         """The reward settings of this recipe, one object, filled by field name (each is a recipe key)."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(RewardSettings)}
         values["iou_schedule"] = tuple(tuple(p) for p in self.iou_schedule)
         return RewardSettings(**values)
+
+
+def _check_warmup(config: OrstaConfig) -> None:
+    """The warm-up keys (issue 15)."""
+    if (
+        config.warmup_sft_steps < 0
+        or config.warmup_sft_batch_size <= 0
+        or config.warmup_sft_learning_rate <= 0
+    ):
+        raise ValueError(
+            "warmup_sft_steps must be >= 0, warmup_sft_batch_size and warmup_sft_learning_rate > 0; got "
+            f"{config.warmup_sft_steps}, {config.warmup_sft_batch_size}, {config.warmup_sft_learning_rate}"
+        )
+    if "{answer}" not in config.warmup_sft_template:
+        raise ValueError(f"warmup_sft_template must contain {{answer}}, got {config.warmup_sft_template!r}")
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:

@@ -25,7 +25,7 @@ LAYERS = [
     {"data", "models"},
     {"rewards"},
     {"monitor", "recipe"},
-    {"trainer", "evaluation", "score"},
+    {"trainer", "evaluation", "score", "warmup"},
     {"api"},
     {"train", "cli"},
 ]
