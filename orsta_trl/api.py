@@ -199,6 +199,8 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
     Raises:
         RecipeError, DataError, NotReady: before the model loads.
     """
+    from orsta_trl.monitor.held_out import format_gains, held_out_gains
+
     recipe = _recipe(recipe, overrides)
     trainer = build_trainer(recipe)
     try:
@@ -213,6 +215,10 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
         trainer.processing_class.save_pretrained(str(output_dir))
         print("\nper-source summary (all ranks; reward over the run, its first and last quarter)")
         print(trainer.summary.table(), flush=True)
+        gains = format_gains(held_out_gains(trainer.source_history))
+        if gains:
+            print("\nheld-out greedy accuracy: first evaluation (before GRPO) -> last evaluation", flush=True)
+            print(gains, flush=True)
     return TrainResult(trainer, metrics_frame(trainer.source_history), output_dir, trainer.dropped)
 
 

@@ -91,10 +91,13 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
     records = load_records(orsta.train_files)
     if not records:
         raise DataError(f"{', '.join(map(str, orsta.train_files))}: no records to warm up on")
-    vision = is_vision_model(name)
-    dataset = sft_rows(
-        records, orsta.warmup_sft_template, vision=vision
-    )  # every answer checked before loading
+    for record in records:  # every reference answer, before anything is loaded
+        reference_answer(record)
+    try:
+        vision = is_vision_model(name)
+    except OSError as exc:
+        raise RecipeError(f"model_name_or_path {name!r}: cannot read its config ({exc})") from None
+    dataset = sft_rows(records, orsta.warmup_sft_template, vision=vision)
     say(f"warm-up: {steps} SFT steps on {len(records)} records from {name}")
 
     from trl import SFTConfig, SFTTrainer
