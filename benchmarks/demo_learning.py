@@ -6,7 +6,7 @@ For each seed: synthetic training records (that seed), the supervised warm-up of
 every seed, the median gain and the wall times. In-process, one seed after the other.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/demo_learning.py [--seeds 0 1 2] [--tasks colour position]
-        [--n 400] [--eval-n 200] [--max-steps 60] [--warmup-steps 300]
+        [--n 400] [--eval-n 200] [--max-steps 60] [--warmup-steps 400] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=None, help="GRPO steps (default: the recipe's)")
     parser.add_argument("--warmup-steps", type=int, default=None, help="SFT steps (default: the recipe's)")
     parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="more recipe keys for GRPO: key=value (YAML values)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -42,7 +45,7 @@ def main() -> None:
     from orsta_trl.data.synth import synth
     from orsta_trl.models.tiny import make_tiny_vl
     from orsta_trl.monitor.held_out import held_out_gains
-    from orsta_trl.recipe import load_recipe
+    from orsta_trl.recipe import load_recipe, read_yaml
     from orsta_trl.warmup import sft_warmup
 
     torch.set_num_threads(1)
@@ -70,6 +73,7 @@ def main() -> None:
                 model_name_or_path=str(warm),
                 output_dir=str(work / f"run-{seed}"),
                 **keys,
+                **{k: read_yaml(v) for k, v in (item.split("=", 1) for item in args.set)},
             )
         )
         grpo_s = time.perf_counter() - started
