@@ -58,10 +58,12 @@ def test_warm_up_without_reference_answers_fails_before_the_model_loads(tmp_path
         sft_warmup(recipe, tmp_path / "warm")
 
 
-# The reduced demo: the colour task alone, fewer records and steps, the demo recipe otherwise.
-# Measured with benchmarks/demo_learning.py --tasks colour --n 200 --eval-n 100 --warmup-steps 150 --max-steps 30
-# (see the README): the held-out gain over the warm-up was +0.XX to +0.XX over seeds; the test asks for +0.05.
-REDUCED = {"n": 200, "eval_n": 100, "warmup_sft_steps": 150, "max_steps": 30, "margin": 0.05}
+# The demo's own setting (recipes/demo_cpu.yaml, colour and shape, seed 0), evaluated only before and after GRPO.
+# A cheaper setting was tried and is not reliable: the colour task alone, 200 records, 150 warm-up and 30 GRPO
+# steps gained +0.12 at seed 0 but lost 0.07 at seed 1 and 0.32 at seed 2 (at step 20). The demo's setting gained
+# +0.12 and +0.12 at seed 0, +0.16 and +0.15 at seed 1 (benchmarks/demo_learning.py, see the README); the test asks
+# for +0.05 on both sources.
+MARGIN = 0.05
 
 
 def test_grpo_raises_held_out_accuracy_above_the_warm_up(tiny_vl, tmp_path):
@@ -73,18 +75,18 @@ def test_grpo_raises_held_out_accuracy_above_the_warm_up(tiny_vl, tmp_path):
     from orsta_trl.recipe import load_recipe
     from orsta_trl.warmup import sft_warmup
 
-    data = synth(tmp_path / "train", n=REDUCED["n"], seed=0, tasks=["colour"])
-    held_out = synth(tmp_path / "eval", n=REDUCED["eval_n"], seed=1000, tasks=["colour"])
-    keys = dict(
-        train_files=[str(data)], eval_datasets=[str(held_out)], report_to=[], seed=0,
-        warmup_sft_steps=REDUCED["warmup_sft_steps"], max_steps=REDUCED["max_steps"], eval_steps=REDUCED["max_steps"],
-    )  # fmt: skip
+    tasks = ["colour", "shape"]
+    data = synth(tmp_path / "train", n=400, seed=0, tasks=tasks)
+    held_out = synth(tmp_path / "eval", n=200, seed=1000, tasks=tasks)
+    keys = dict(train_files=[str(data)], eval_datasets=[str(held_out)], report_to=[], seed=0, eval_steps=60)
     recipe = REPO / "recipes/demo_cpu.yaml"
     warm = sft_warmup(load_recipe(recipe, model_name_or_path=str(tiny_vl), **keys), tmp_path / "warm")
     result = train(
         load_recipe(recipe, model_name_or_path=str(warm), output_dir=str(tmp_path / "run"), **keys)
     )
-    gains = held_out_gains(result.trainer.source_history)["synth_colour"]
-    assert (gains["first_step"], gains["last_step"]) == (0, REDUCED["max_steps"])
-    assert gains["first"] > 0.3  # the warm-up learned something: GRPO has a signal to start from
-    assert gains["last"] >= gains["first"] + REDUCED["margin"], gains
+    gains = held_out_gains(result.trainer.source_history)
+    assert sorted(gains) == ["synth_colour", "synth_shape"]
+    for source, row in gains.items():
+        assert (row["first_step"], row["last_step"]) == (0, 60)
+        assert row["first"] > 0.35, (source, row)  # the warm-up learned something: GRPO has a signal
+        assert row["last"] >= row["first"] + MARGIN, (source, row)
