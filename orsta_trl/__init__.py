@@ -48,6 +48,8 @@ _EXPORTS = {
     "RecipeError": "orsta_trl.errors",
     "DataError": "orsta_trl.errors",
     "NotReady": "orsta_trl.errors",
+    "sft_warmup": "orsta_trl.warmup",
+    "merge_adapter": "orsta_trl.models.lora",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -65,12 +65,14 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
     from orsta_trl.evaluation import per_source_subset
     from orsta_trl.models.loading import is_vision_model, load_model, load_processor, model_view
+    from orsta_trl.models.lora import check_quantization, lora_config, quantization_kwargs
     from orsta_trl.rewards.router import RewardRouter, check_ready
     from orsta_trl.trainer import OrstaGRPOTrainer
 
     recipe = _recipe(recipe, overrides)
     grpo, model_args, orsta = recipe.grpo, recipe.model, recipe.orsta
     check_paths(recipe)
+    check_quantization(model_args, f"{recipe.path}: " if recipe.path else "")
     name = model_args.model_name_or_path
 
     # ---- records: validated before anything heavy is loaded
@@ -108,6 +110,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
         dtype=model_args.dtype,
         attn_implementation=model_args.attn_implementation,
         revision=model_args.model_revision,
+        **quantization_kwargs(model_args),
     )
 
     # ---- rows: drop prompts that do not fit
@@ -129,8 +132,6 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     toolset = _toolset(orsta, processor, vision)
 
     # ---- rewards and trainer
-    from trl import get_peft_config
-
     router = RewardRouter(kept, orsta.reward_settings())
     try:
         trainer = OrstaGRPOTrainer(
@@ -138,7 +139,12 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
             args=grpo,
             train_dataset=dataset,
             processing_class=processor,
-            peft_config=get_peft_config(model_args),
+            peft_config=lora_config(
+                model_args,
+                vision=vision,
+                freeze_vision=orsta.freeze_vision,
+                freeze_merger=orsta.freeze_merger,
+            ),
             router=router,
             orsta=orsta,
             eval_records=eval_records,
@@ -259,6 +265,8 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
     Raises:
         RecipeError, DataError, NotReady: before the model loads.
     """
+    from orsta_trl.monitor.held_out import format_gains, held_out_gains
+
     recipe = _recipe(recipe, overrides)
     trainer = build_trainer(recipe)
     try:
@@ -275,6 +283,10 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
         trainer.processing_class.save_pretrained(str(output_dir))
         print("\nper-source summary (all ranks; reward over the run, its first and last quarter)")
         print(trainer.summary.table(), flush=True)
+        gains = format_gains(held_out_gains(trainer.source_history))
+        if gains:
+            print("\nheld-out greedy accuracy: first evaluation (before GRPO) -> last evaluation", flush=True)
+            print(gains, flush=True)
     return TrainResult(trainer, metrics_frame(trainer.source_history), output_dir, trainer.dropped)
 
 

@@ -12,6 +12,8 @@ orsta-trl convert KIND SRC OUT [...]         vtriune | verl | coco | refcoco | q
 orsta-trl filter rules IN OUT [--config C] [--recipe R]   V-Triune's rule filters, counted per rule
 orsta-trl filter difficulty IN OUT --model M --k 8 --keep "0 <= pass < 1" [--iou 0.5]   pass@k filter
 orsta-trl plan RECIPE [...] [--gpus N] [--gpu-memory GIB] [--json]   per-GPU memory estimate, and whether it fits
+orsta-trl sft RECIPE OUT [--key value ...]   supervised warm-up on the records' reference answers
+orsta-trl merge CHECKPOINT OUT               merge a LoRA adapter into full weights (with the processor)
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def _make_tiny(args) -> None:
 def _synth(args) -> None:
     from orsta_trl.data.synth import synth
 
-    path = synth(args.out, n=args.n, seed=args.seed, tasks=args.tasks)
+    tasks = [t for item in args.tasks for t in item.split(",") if t] if args.tasks else None
+    path = synth(args.out, n=args.n, seed=args.seed, tasks=tasks)
     print(f"wrote {path}")
 
 
@@ -207,6 +210,22 @@ def _filter(args) -> int:
     return 0
 
 
+def _sft(args) -> int:
+    from orsta_trl.recipe import load_recipe
+    from orsta_trl.warmup import sft_warmup
+
+    sft_warmup(load_recipe(args.recipe, args.rest), args.out)
+    return 0
+
+
+def _merge(args) -> int:
+    from orsta_trl.models.lora import merge_adapter
+
+    out = merge_adapter(args.checkpoint, args.out)
+    print(f"wrote merged weights and processor to {out}")
+    return 0
+
+
 def _threshold(value: str):
     return value if value == "average" else float(value)
 
@@ -341,6 +360,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory", type=float, default=80.0, help="GiB per GPU (default 80)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=_plan)
+
+    p = sub.add_parser("sft", help="supervised warm-up (TRL's SFTTrainer) on the records' reference answers")
+    p.add_argument("recipe")
+    p.add_argument("out", help="where the warmed-up model and processor are written")
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="--key value recipe overrides (--warmup_sft_steps N)"
+    )
+    p.set_defaults(func=_sft)
+
+    p = sub.add_parser(
+        "merge", help="merge a LoRA checkpoint into full weights loadable with from_pretrained"
+    )
+    p.add_argument("checkpoint")
+    p.add_argument("out")
+    p.set_defaults(func=_merge)
     return parser
 
 

@@ -180,6 +180,20 @@ class OrstaConfig:
     tool_memory_mb: int = field(
         default=1024, metadata={"help": "Address-space limit of the python tool's sandbox process, in MB."}
     )
+    # --- supervised warm-up and LoRA (issue 15) ---
+    warmup_sft_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Steps of the supervised warm-up (`orsta-trl sft RECIPE OUT`) on the training records' "
+            "reference answers, with TRL's SFTTrainer: the 'instruct' starting point of GRPO."
+        },
+    )
+    warmup_sft_learning_rate: float = field(default=1e-3, metadata={"help": "Learning rate of the warm-up."})
+    warmup_sft_batch_size: int = field(default=8, metadata={"help": "Records per warm-up step."})
+    warmup_sft_template: str = field(
+        default="<answer>{answer}</answer>",
+        metadata={"help": "The warm-up completion; {answer} is the record's extra.answer (or string gold)."},
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
@@ -218,6 +232,7 @@ class OrstaConfig:
                 UserWarning,
                 stacklevel=2,
             )
+        _check_warmup(self)
 
     def reward_settings(self) -> RewardSettings:
         """The reward settings of this recipe, one object, filled by field name (each is a recipe key)."""
@@ -277,6 +292,21 @@ def _check_tools(config: OrstaConfig) -> None:
         problems.append(f"tool_memory_mb: at least 64, got {config.tool_memory_mb}")
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def _check_warmup(config: OrstaConfig) -> None:
+    """The warm-up keys (issue 15)."""
+    if (
+        config.warmup_sft_steps < 0
+        or config.warmup_sft_batch_size <= 0
+        or config.warmup_sft_learning_rate <= 0
+    ):
+        raise ValueError(
+            "warmup_sft_steps must be >= 0, warmup_sft_batch_size and warmup_sft_learning_rate > 0; got "
+            f"{config.warmup_sft_steps}, {config.warmup_sft_batch_size}, {config.warmup_sft_learning_rate}"
+        )
+    if "{answer}" not in config.warmup_sft_template:
+        raise ValueError(f"warmup_sft_template must contain {{answer}}, got {config.warmup_sft_template!r}")
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:

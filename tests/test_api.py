@@ -25,7 +25,7 @@ LAYERS = [
     {"data", "models", "tools"},
     {"rewards"},
     {"monitor", "recipe"},
-    {"trainer", "evaluation", "score", "difficulty", "memory_plan"},
+    {"trainer", "evaluation", "score", "difficulty", "memory_plan", "warmup"},
     {"api"},
     {"train", "cli"},
 ]

@@ -80,10 +80,12 @@ def load_model(
     dtype: str | None = None,
     attn_implementation=None,
     revision: str | None = None,
+    **kwargs,
 ):
+    """The policy from a folder or hub id; ``kwargs`` go to ``from_pretrained`` (QLoRA's quantization config)."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    kwargs = {"revision": revision}
+    kwargs = {"revision": revision, **kwargs}
     if dtype not in (None, "auto"):
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     elif dtype == "auto":

@@ -1,0 +1,92 @@
+"""The demo that learns: tasks a tiny model can see, the supervised warm-up, and GRPO beating the warm-up."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orsta_trl.errors import DataError
+
+
+def test_easy_tasks_are_deterministic_and_their_reference_answers_score_1(tmp_path):
+    import orsta_trl
+
+    first = orsta_trl.synth(tmp_path / "a", n=6, seed=3, tasks=["colour", "shape", "position"])
+    again = orsta_trl.synth(tmp_path / "b", n=6, seed=3, tasks=["colour", "shape", "position"])
+    assert first.read_bytes() == again.read_bytes()
+    rows = [json.loads(line) for line in first.read_text().splitlines()]
+    assert {r["data_source"] for r in rows} == {"synth_colour", "synth_shape", "synth_position"}
+    assert all((r["extra"]["width"], r["extra"]["height"]) == (112, 112) for r in rows)
+    completions = [
+        {
+            "id": r["id"],
+            "data_source": r["data_source"],
+            "completion": f"<answer>{r['extra']['answer']}</answer>",
+        }
+        for r in rows
+    ]
+    assert [s.reward for s in orsta_trl.score([first], completions)] == [1.0] * len(rows)
+    wrong = [{**c, "completion": "<answer>nothing</answer>"} for c in completions]
+    assert all(s.accuracy == 0.0 for s in orsta_trl.score([first], wrong))
+
+
+def test_the_default_task_set_is_unchanged(tmp_path):
+    from orsta_trl.data.synth import TASKS, synth
+
+    rows = synth(tmp_path, n=1).read_text().splitlines()
+    assert [json.loads(r)["extra"]["task"] for r in rows] == list(TASKS)
+
+
+def test_warm_up_without_reference_answers_fails_before_the_model_loads(tmp_path, synth_data):
+    from orsta_trl.recipe import load_recipe
+    from orsta_trl.warmup import sft_warmup
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{not json")  # loading the model would fail differently
+    rows = [json.loads(line) for line in synth_data.read_text().splitlines()]
+    counting = [r for r in rows if r["extra"]["task"] == "counting"][:1]
+    counting[0]["extra"].pop("answer")
+    counting[0]["images"] = [str(synth_data.parent / p) for p in counting[0]["images"]]
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps(counting[0]) + "\n")
+    recipe = load_recipe(
+        None, model_name_or_path=str(tmp_path / "model"), train_files=[str(data)], warmup_sft_steps=2,
+        use_cpu=True, bf16=False, output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
+    with pytest.raises(DataError, match=r"record 'counting-00000'.*needs a reference answer.*extra.answer"):
+        sft_warmup(recipe, tmp_path / "warm")
+
+
+# The demo's own setting (recipes/demo_cpu.yaml, colour and shape, seed 0), evaluated only before and after GRPO.
+# A cheaper setting was tried and is not reliable: the colour task alone, 200 records, 150 warm-up and 30 GRPO
+# steps gained +0.12 at seed 0 but lost 0.07 at seed 1 and 0.32 at seed 2 (at step 20). The demo's setting gained
+# +0.12 and +0.12 at seed 0, +0.16 and +0.15 at seed 1 (benchmarks/demo_learning.py, see the README); the test asks
+# for +0.05 on both sources.
+MARGIN = 0.05
+
+
+def test_grpo_raises_held_out_accuracy_above_the_warm_up(tiny_vl, tmp_path):
+    from conftest import REPO
+
+    from orsta_trl.api import train
+    from orsta_trl.data.synth import synth
+    from orsta_trl.monitor.held_out import held_out_gains
+    from orsta_trl.recipe import load_recipe
+    from orsta_trl.warmup import sft_warmup
+
+    tasks = ["colour", "shape"]
+    data = synth(tmp_path / "train", n=400, seed=0, tasks=tasks)
+    held_out = synth(tmp_path / "eval", n=200, seed=1000, tasks=tasks)
+    keys = dict(train_files=[str(data)], eval_datasets=[str(held_out)], report_to=[], seed=0, eval_steps=60)
+    recipe = REPO / "recipes/demo_cpu.yaml"
+    warm = sft_warmup(load_recipe(recipe, model_name_or_path=str(tiny_vl), **keys), tmp_path / "warm")
+    result = train(
+        load_recipe(recipe, model_name_or_path=str(warm), output_dir=str(tmp_path / "run"), **keys)
+    )
+    gains = held_out_gains(result.trainer.source_history)
+    assert sorted(gains) == ["synth_colour", "synth_shape"]
+    for source, row in gains.items():
+        assert (row["first_step"], row["last_step"]) == (0, 60)
+        assert row["first"] > 0.35, (source, row)  # the warm-up learned something: GRPO has a signal
+        assert row["last"] >= row["first"] + MARGIN, (source, row)

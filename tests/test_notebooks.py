@@ -1,0 +1,44 @@
+"""The notebooks run top to bottom on the CPU, with a real kernel (nbclient), and are stored without outputs."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_rewards.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs_and_imports_only_the_package(path):
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    allowed = {"orsta_trl", "os", "json", "tempfile", "pathlib", "matplotlib", "PIL"}
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: outputs are not stripped"
+        for node in ast.walk(ast.parse(cell.source)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) else []
+            assert {n.split(".")[0] for n in names} <= allowed, f"{path.name} imports {names}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom(path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    # a cell that raises fails the test (CellExecutionError); each cell has 300 s
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
