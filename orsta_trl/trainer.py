@@ -14,6 +14,15 @@ What it changes, and why:
   rank holds the same rows and logs the same values), and feeds the source monitor, the end-of-run summary and,
   on the main process, the completion dumps. No verdict is read back from router state.
 * ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log.
+* ``_load_from_checkpoint``: transformers 5.17 restores a checkpoint's weights with a plain ``load_state_dict``
+  under the saved (reverted) key names, so a resumed Qwen2.5-VL silently continued from the base weights with
+  only ``lm_head`` restored (transformers #43701); the weights are loaded through the model's own key mapping
+  (:mod:`orsta_trl.models.checkpoint`) and a missing key is an error.
+* ``_save_checkpoint`` / ``train``: the end-of-run summary's sums are saved in each checkpoint (before TRL's
+  ``trainer_state.json``, the file that marks a checkpoint complete) and read back on resume, so that the
+  summary covers the whole run; TensorBoard continues the earlier log folder (``ContinuousTensorBoard``).
+* ``_get_train_sampler``: TRL's sampler with an epoch (:mod:`orsta_trl.data.sampler`), so that a run resumed in
+  a later epoch draws the data order of an uninterrupted run.
 * Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
   before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. TRL's own
   sampled evaluation is not used.
@@ -25,19 +34,24 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import GRPOTrainer
 
 from orsta_trl.data.chat import messages_text
+from orsta_trl.data.sampler import EpochRepeatSampler
+from orsta_trl.models.checkpoint import can_load, load_checkpoint_weights
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
 from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
 from orsta_trl.monitor.dumps import CompletionDumper
 from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, TAG_PREFIX, SourceMonitor, parse_tag
 from orsta_trl.monitor.summary import SourceSummary
+from orsta_trl.monitor.tensorboard import ContinuousTensorBoard
 
 
 class OrstaGRPOTrainer(GRPOTrainer):
@@ -87,6 +101,34 @@ class OrstaGRPOTrainer(GRPOTrainer):
             if any(isinstance(c, printer) for c in self.callback_handler.callbacks):
                 self.remove_callback(printer)
                 self.add_callback(_console(printer)())
+        if any(type(c) is TensorBoardCallback for c in self.callback_handler.callbacks):
+            self.remove_callback(TensorBoardCallback)
+            self.add_callback(ContinuousTensorBoard())
+
+    # ---- resume: the checkpoint's weights under the model's own names (transformers #43701)
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        target = self.model if model is None else model
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or not can_load(target, resume_from_checkpoint):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_checkpoint_weights(target, resume_from_checkpoint)
+
+    def _get_train_sampler(self, dataset=None):
+        return EpochRepeatSampler.from_sampler(super()._get_train_sampler(dataset))
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if resume_from_checkpoint is True:  # transformers' "the last checkpoint of output_dir"
+            from transformers.trainer_utils import get_last_checkpoint
+
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        if resume_from_checkpoint:  # the summary of the steps before the checkpoint
+            self.summary = SourceSummary.load(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        if self.args.should_save:  # before trainer_state.json, which marks the checkpoint complete
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            self.summary.save(folder)
+        super()._save_checkpoint(model, trial)
 
     # ---- generation: no placeholder token reaches the training forward
     def _generate_single_turn(
