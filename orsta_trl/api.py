@@ -59,7 +59,6 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     Raises:
         RecipeError, DataError, NotReady: before the model loads.
     """
-    from orsta_trl.data.records import load_records
     from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
     from orsta_trl.evaluation import per_source_subset
     from orsta_trl.models.loading import is_vision_model, load_model, load_processor, model_view
@@ -72,13 +71,14 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     name = model_args.model_name_or_path
 
     # ---- records: validated before anything heavy is loaded
-    records = load_records(orsta.train_files)
+    records, skipped = _load_records(orsta.train_files, orsta.skip_invalid, "training")
     if not records:
         raise DataError(
             f"{', '.join(map(str, orsta.train_files))}: no records to train on (the files are empty)"
         )
     say(f"loaded {len(records)} records from {len(orsta.train_files)} file(s)")
-    eval_records = per_source_subset(load_records(orsta.eval_datasets), orsta.eval_max_samples)
+    eval_records, skipped_eval = _load_records(orsta.eval_datasets, orsta.skip_invalid, "evaluation")
+    eval_records = per_source_subset(eval_records, orsta.eval_max_samples)
     if eval_records:
         say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
     check_ready([*records, *eval_records], orsta.reward_settings())
@@ -135,6 +135,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
         eval_records=eval_records,
     )
     trainer.dropped = dict(dropped)
+    trainer.skipped = skipped + skipped_eval
     pool = router.start(also=eval_records)
     if pool is not None:
         say(pool.describe())
@@ -228,6 +229,23 @@ def metrics_frame(history: list[dict]):
         ]
     frame = pd.DataFrame(list(rows.values()), columns=None if rows else ["split", "step", "data_source"])
     return frame.sort_values(["split", "step", "data_source"], ignore_index=True)
+
+
+def _load_records(files: list, skip: bool, what: str) -> tuple[list, list]:
+    """The records of ``files``; with ``skip_invalid`` the valid ones, the invalid ones reported and returned."""
+    from orsta_trl.data.records import load_records, skipped_report, split_records
+
+    if not skip:
+        return load_records(files), []
+    records, errors = split_records(files)
+    if errors:
+        say(
+            f"skip_invalid: skipped {len(errors)} invalid {what} record(s), kept {len(records)}:\n"
+            + skipped_report(errors)
+        )
+        for error in errors[:10]:
+            say(f"  {error}")
+    return records, errors
 
 
 def _recipe(recipe, overrides: dict) -> Recipe:

@@ -124,6 +124,14 @@ class OrstaConfig:
         default=None,
         metadata={"help": "Reflection words matched as lowercase substrings (default: V-Triune's list)."},
     )
+    # --- reliability (issue 13) ---
+    skip_invalid: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on the valid records and report the invalid ones (count and reasons per source) "
+            "instead of stopping; a missing or unreadable file still stops the run."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
