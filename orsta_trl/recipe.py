@@ -283,6 +283,8 @@ def load_recipe(
 def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool = False) -> Recipe:
     from trl import GRPOConfig, ModelConfig
 
+    from orsta_trl.recipe_limits import check_limits
+
     owners = recipe_fields()
     where = f"{path}: " if path else ""
     kwargs: dict[type, dict[str, Any]] = {GRPOConfig: {}, ModelConfig: {}, OrstaConfig: {}}
@@ -299,6 +301,7 @@ def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool
                 kwargs[GRPOConfig][key] = False
     kwargs[GRPOConfig].setdefault("output_dir", "runs/orsta")
     check_values(kwargs[GRPOConfig], where)
+    check_limits({**kwargs[GRPOConfig], **kwargs[ModelConfig]}, where)  # ranges, library enums (issue 13)
     try:
         orsta = OrstaConfig(**kwargs[OrstaConfig])
         model = ModelConfig(**kwargs[ModelConfig])

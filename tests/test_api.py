@@ -24,7 +24,7 @@ LAYERS = [
     {"verifiers"},
     {"data", "models"},
     {"rewards"},
-    {"monitor", "recipe"},
+    {"monitor", "recipe", "recipe_limits"},
     {"trainer", "evaluation", "score"},
     {"api"},
     {"train", "cli"},

@@ -334,6 +334,62 @@ def test_bad_recipe_values_fail_when_the_recipe_loads(case, tmp_path):
     assert check.returncode == 1 and needles[0] in check.stderr
 
 
+#: values that transformers or TRL would reject only after the model loaded, or never (recipe_limits.py), and
+#: the enumerations transformers types as Enums (rejected when the config is built)
+LATE_RECIPE_VALUES = {
+    "lr_scheduler_type": ("cosine_with_warmup", "is not a valid SchedulerType"),
+    "optim": ("adamw_torchh", "is not a valid OptimizerNames"),
+    "save_strategy": ("step", "is not a valid SaveStrategy"),
+    "eval_strategy": ("step", "is not a valid IntervalStrategy"),
+    "logging_strategy": ("epochs", "is not a valid IntervalStrategy"),
+    "num_generations": (3, "must be divisible by num_generations (3)"),
+    "scale_rewards": ("groupp", "did you mean 'group'"),
+    "torch_compile_mode": ("fast", "is not one of ['default'"),
+    "ddp_backend": ("glo", "did you mean 'gloo'"),
+    "dtype": ("float31", "did you mean 'float32'"),
+    "attn_implementation": ("sdpaa", "did you mean 'sdpa'"),
+    "learning_rate": (-1e-6, "give a number >= 0"),
+    "temperature": (0, "give a number > 0"),
+    "top_p": (1.5, "give a number in (0, 1]"),
+    "beta": (-0.1, "give a number >= 0"),
+    "gradient_accumulation_steps": (0, "give an integer >= 1"),
+    "max_completion_length": (0, "give an integer >= 1"),
+    "save_steps": (0, "give a number > 0"),
+    "logging_steps": (-1, "give a number > 0"),
+    "save_total_limit": (-3, "give an integer >= 1"),
+    "num_iterations": (0, "give an integer >= 1"),
+    "vllm_gpu_memory_utilization": (1.5, "give a share in (0, 1]"),
+    "seed": (-1, "give an integer in [0, 2**32)"),
+}
+
+
+def test_late_recipe_values_fail_in_check_recipe_and_when_the_recipe_loads(tmp_path):
+    paths = {}
+    for key, (value, needle) in LATE_RECIPE_VALUES.items():
+        paths[key] = tmp_path / f"{key}.yaml"
+        paths[key].write_text(
+            f"model_name_or_path: m\ntrain_files: [x.jsonl]\nbf16: false\n{key}: {json.dumps(value)}\n"
+        )
+        with pytest.raises(RecipeError) as error:
+            orsta_trl.load_recipe(paths[key])
+        assert needle in str(error.value) and str(paths[key]) in str(error.value), (key, str(error.value))
+        if "is not a valid" not in needle:  # ours: the key is named
+            assert f"{key}: {value!r}" in str(error.value) or key in str(error.value), str(error.value)
+    check = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "check-recipe", *map(str, paths.values())],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert check.returncode == 1
+    failures = [line for line in check.stderr.splitlines() if line.startswith("FAIL ")]
+    assert len(failures) == len(LATE_RECIPE_VALUES), check.stderr
+    for key, (_, needle) in LATE_RECIPE_VALUES.items():
+        assert any(str(paths[key]) in line and needle in line for line in failures), (key, check.stderr)
+    # the shipped recipes stay valid (tests/test_recipe.py checks each in full)
+    assert orsta_trl.load_recipe(REPO / "recipes/tiny_cpu.yaml").grpo.learning_rate > 0
+
+
 def test_bad_paths_fail_before_the_model_loads(tmp_path, poisoned_model, synth_data):
     (tmp_path / "a_file").write_text("x")
     base = {
