@@ -173,15 +173,22 @@ def check_paths(recipe: Recipe) -> None:
         raise RecipeError(f"{where}output_dir: {existing} is a file, so {out} cannot be created")
     if not os.access(existing, os.W_OK):
         raise RecipeError(f"{where}output_dir: {existing} is not writable")
-    if grpo.resume_from_checkpoint is True:
-        from transformers.trainer_utils import get_last_checkpoint
+    from orsta_trl.models.checkpoint import COMPLETE_MARKER, is_complete, last_complete_checkpoint
 
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if grpo.resume_from_checkpoint is True:
+        last = last_complete_checkpoint(out) if out.is_dir() else None
         if last is None:
-            raise RecipeError(f"{where}resume_from_checkpoint: true, but {out} holds no checkpoint-* folder")
+            raise RecipeError(
+                f"{where}resume_from_checkpoint: true, but {out} holds no complete checkpoint-* folder"
+            )
         grpo.resume_from_checkpoint = last
     elif grpo.resume_from_checkpoint and not Path(grpo.resume_from_checkpoint).is_dir():
         raise RecipeError(f"{where}resume_from_checkpoint: no such folder {grpo.resume_from_checkpoint}")
+    elif grpo.resume_from_checkpoint and not is_complete(grpo.resume_from_checkpoint):
+        raise RecipeError(
+            f"{where}resume_from_checkpoint: {grpo.resume_from_checkpoint} is incomplete (no {COMPLETE_MARKER}: "
+            "its writing was interrupted); resume from an earlier checkpoint, or give true for the last complete one"
+        )
 
 
 def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
@@ -201,8 +208,11 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
     trainer = build_trainer(recipe)
     try:
         trainer.train(resume_from_checkpoint=recipe.grpo.resume_from_checkpoint)
-    finally:
+    finally:  # also on Ctrl-C: stop the reward workers, then whatever registered a shutdown hook
+        from orsta_trl.rewards.shutdown import run_shutdown_hooks
+
         trainer.router.close()
+        run_shutdown_hooks()
 
     # ---- save and summarise
     output_dir = Path(recipe.grpo.output_dir)

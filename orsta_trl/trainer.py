@@ -21,6 +21,8 @@ What it changes, and why:
 * ``_save_checkpoint`` / ``train``: the end-of-run summary's sums are saved in each checkpoint (before TRL's
   ``trainer_state.json``, the file that marks a checkpoint complete) and read back on resume, so that the
   summary covers the whole run; TensorBoard continues the earlier log folder (``ContinuousTensorBoard``).
+  A save interrupted by Ctrl-C or an error removes its half-written folder; ``resume_from_checkpoint: true``
+  takes the last *complete* checkpoint (after a SIGKILL mid-save the incomplete folder is skipped).
 * ``_get_train_sampler``: TRL's sampler with an epoch (:mod:`orsta_trl.data.sampler`), so that a run resumed in
   a later epoch draws the data order of an uninterrupted run.
 * Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
@@ -33,6 +35,7 @@ Deviation from TRL: nothing in the loss or the advantage computation is changed.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 
@@ -45,7 +48,12 @@ from trl import GRPOTrainer
 
 from orsta_trl.data.chat import messages_text
 from orsta_trl.data.sampler import EpochRepeatSampler
-from orsta_trl.models.checkpoint import can_load, load_checkpoint_weights
+from orsta_trl.models.checkpoint import (
+    can_load,
+    is_complete,
+    last_complete_checkpoint,
+    load_checkpoint_weights,
+)
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
 from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
 from orsta_trl.monitor.dumps import CompletionDumper
@@ -116,19 +124,22 @@ class OrstaGRPOTrainer(GRPOTrainer):
         return EpochRepeatSampler.from_sampler(super()._get_train_sampler(dataset))
 
     def train(self, resume_from_checkpoint=None, *args, **kwargs):
-        if resume_from_checkpoint is True:  # transformers' "the last checkpoint of output_dir"
-            from transformers.trainer_utils import get_last_checkpoint
-
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+        if resume_from_checkpoint is True:  # transformers' "the last checkpoint of output_dir", if complete
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
         if resume_from_checkpoint:  # the summary of the steps before the checkpoint
             self.summary = SourceSummary.load(resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _save_checkpoint(self, model, trial) -> None:
-        if self.args.should_save:  # before trainer_state.json, which marks the checkpoint complete
-            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            self.summary.save(folder)
-        super()._save_checkpoint(model, trial)
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        try:
+            if self.args.should_save:  # before trainer_state.json, which marks the checkpoint complete
+                self.summary.save(folder)
+            super()._save_checkpoint(model, trial)
+        except BaseException:  # Ctrl-C or an error mid-save: leave no half-written checkpoint behind
+            if self.args.should_save and folder.is_dir() and not is_complete(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     # ---- generation: no placeholder token reaches the training forward
     def _generate_single_turn(

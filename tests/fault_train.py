@@ -8,6 +8,8 @@ Faults, chosen by environment variables (each a training step, 1-based):
 * ``FAULT_SIGINT_IN_SAVE_AT_STEP``: Ctrl-C as a terminal sends it (SIGINT to the whole process group: the
   trainer and its reward workers) while the checkpoint of that step is half-written (model saved, trainer
   state not yet);
+* ``FAULT_SERVER=1``: starts a stand-in for a tool or judge server (``python -m http.server`` on loopback, in
+  its own session so that a Ctrl-C does not reach it) and registers its stop as a shutdown hook;
 * ``FAULT_RAISE_ON_RANK`` (with ``FAULT_RAISE_AT_STEP``, default 1): the reward function of that rank raises
   ``RuntimeError("injected failure on rank N")`` at that step, the other ranks carry on into the collectives.
 """
@@ -71,4 +73,17 @@ Trainer.__init__, Trainer.save_model, Trainer._record_samples = (
 )
 
 if __name__ == "__main__":
+    if os.environ.get("FAULT_SERVER"):
+        import subprocess
+
+        from orsta_trl.rewards.shutdown import on_shutdown
+
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        print(f"[fault] server pid {server.pid}", flush=True)
+        on_shutdown(server.terminate)
     raise SystemExit(main())

@@ -407,7 +407,7 @@ def test_bad_paths_fail_before_the_model_loads(tmp_path, poisoned_model, synth_d
             {"model_name_or_path": "./no/such/model", "output_dir": str(tmp_path / "r")},
             "model_name_or_path: no such folder",
         ),
-        ({"output_dir": str(tmp_path / "r"), "resume_from_checkpoint": True}, "holds no checkpoint"),
+        ({"output_dir": str(tmp_path / "r"), "resume_from_checkpoint": True}, "holds no complete checkpoint"),
         ({"output_dir": str(tmp_path / "r"), "eval_datasets": ["held_out/missing.jsonl"]}, "no such file"),
     ]
     for overrides, message in cases:

@@ -99,3 +99,32 @@ def load_checkpoint_weights(model: torch.nn.Module, folder: str | Path) -> int:
         )
     model.load_state_dict(loaded, strict=False)
     return len(loaded)
+
+
+#: Written last into a checkpoint by ``Trainer._save_checkpoint``: a folder without it is incomplete.
+COMPLETE_MARKER = "trainer_state.json"
+
+
+def is_complete(folder: str | Path) -> bool:
+    """Whether a ``checkpoint-*`` folder was written to the end (it holds ``trainer_state.json``)."""
+    return (Path(folder) / COMPLETE_MARKER).is_file()
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The ``checkpoint-N`` folder of ``output_dir`` with the largest N that was written to the end.
+
+    transformers' ``get_last_checkpoint`` takes the largest N even when a kill interrupted its writing; a
+    resume from it would fail, or start from the model with a stale optimizer.
+
+    Args:
+        output_dir: the run's output folder.
+
+    Returns:
+        The folder's path, or None when there is none.
+    """
+    folders = [
+        p
+        for p in Path(output_dir).glob("checkpoint-*")
+        if p.name.split("-", 1)[1].isdigit() and is_complete(p)
+    ]
+    return str(max(folders, key=lambda p: int(p.name.split("-", 1)[1]))) if folders else None
