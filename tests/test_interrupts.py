@@ -150,7 +150,9 @@ def test_a_failing_rank_stops_the_other_with_its_error_shown(tiny_vl, synth_data
     )
     elapsed = time.monotonic() - started
     assert run.returncode != 0
-    assert "injected failure on rank 1" in run.stderr, run.stderr[-4000:]
+    # the launcher stopped rank 0 and names rank 1's error as the root cause
+    root = run.stderr.split("Root Cause (first observed failure)")[-1]
+    assert "rank      : 1" in root and "injected failure on rank 1" in root, run.stderr[-4000:]
     assert elapsed < 200, f"the other rank hung for {elapsed:.0f} s"
     left = survivors(marker)
     assert not left, [(p.pid, p.name(), p.cmdline()[:4]) for p in left]
