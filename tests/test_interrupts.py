@@ -156,3 +156,20 @@ def test_a_failing_rank_stops_the_other_with_its_error_shown(tiny_vl, synth_data
     assert elapsed < 200, f"the other rank hung for {elapsed:.0f} s"
     left = survivors(marker)
     assert not left, [(p.pid, p.name(), p.cmdline()[:4]) for p in left]
+
+
+def test_shutdown_hooks_run_last_first_once_and_survive_a_failing_one(capsys):
+    from orsta_trl.rewards.shutdown import on_shutdown, run_shutdown_hooks
+
+    ran = []
+    on_shutdown(lambda: ran.append("first"))
+
+    @on_shutdown
+    def broken():
+        raise OSError("server already gone")
+
+    on_shutdown(lambda: ran.append("last"))
+    assert run_shutdown_hooks() == 3
+    assert ran == ["last", "first"]
+    assert "shutdown hook 'broken' failed: server already gone" in capsys.readouterr().err
+    assert run_shutdown_hooks() == 0 and ran == ["last", "first"]
