@@ -109,9 +109,10 @@ class OrstaGRPOTrainer(GRPOTrainer):
             if any(isinstance(c, printer) for c in self.callback_handler.callbacks):
                 self.remove_callback(printer)
                 self.add_callback(_console(printer)())
-        if any(type(c) is TensorBoardCallback for c in self.callback_handler.callbacks):
-            self.remove_callback(TensorBoardCallback)
-            self.add_callback(ContinuousTensorBoard())
+        callbacks = self.callback_handler.callbacks
+        for i, callback in enumerate(callbacks):  # in place: it must open its folder before the evaluation logs
+            if type(callback) is TensorBoardCallback:
+                callbacks[i] = ContinuousTensorBoard()
 
     # ---- resume: the checkpoint's weights under the model's own names (transformers #43701)
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):

@@ -35,7 +35,9 @@ def run_settings(data, out) -> dict:
         "learning_rate": 1e-2,
         "logging_steps": 1,
         "dump_completions": 1.0,
-        "eval_datasets": [],
+        "eval_datasets": [str(data)],  # greedy evaluation before step 1 and every 3 steps, also logged
+        "eval_steps": 3,
+        "eval_max_samples": 1,
         "report_to": ["tensorboard"],
     }
 
@@ -112,3 +114,6 @@ def test_a_run_killed_and_resumed_equals_an_uninterrupted_one(tiny_vl, synth_dat
     for tag in ("train/loss", "train/rewards/orsta/mean", "train/reward/iou_threshold"):
         assert [s for s, _ in resumed_tb[tag]] == list(range(1, STEPS + 1)), tag
         assert resumed_tb[tag] == full_tb[tag], tag
+    evals = [tag for tag in full_tb if tag.startswith("eval/source/") and tag.endswith("/reward")]
+    assert evals and all(resumed_tb[tag] == full_tb[tag] for tag in evals)
+    assert [s for s, _ in resumed_tb[evals[0]]] == [0, 3, 6]
