@@ -109,7 +109,8 @@ class OrstaGRPOTrainer(GRPOTrainer):
             if any(isinstance(c, printer) for c in self.callback_handler.callbacks):
                 self.remove_callback(printer)
                 self.add_callback(_console(printer)())
-        callbacks = self.callback_handler.callbacks  # replaced in place: it opens its folder before evaluation logs
+        # TensorBoard replaced in place: it must open its folder before the first evaluation logs
+        callbacks = self.callback_handler.callbacks
         for i, callback in enumerate(callbacks):
             if type(callback) is TensorBoardCallback:
                 callbacks[i] = ContinuousTensorBoard()
