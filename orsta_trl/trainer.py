@@ -50,6 +50,7 @@ from orsta_trl.data.chat import messages_text
 from orsta_trl.data.sampler import EpochRepeatSampler
 from orsta_trl.models.checkpoint import (
     can_load,
+    checkpoint_step,
     is_complete,
     last_complete_checkpoint,
     load_checkpoint_weights,
@@ -130,7 +131,23 @@ class OrstaGRPOTrainer(GRPOTrainer):
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
         if resume_from_checkpoint:  # the summary of the steps before the checkpoint
             self.summary = SourceSummary.load(resume_from_checkpoint)
+            self._warn_inside_generation_cycle(resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _warn_inside_generation_cycle(self, checkpoint) -> None:
+        """TRL keeps a generation's completions for ``steps_per_generation x num_iterations`` micro-steps; they are
+        not checkpointed, so a resume inside such a cycle generates anew and cannot equal the unbroken run."""
+        micro = (
+            checkpoint_step(checkpoint) * self.args.gradient_accumulation_steps
+            if is_complete(checkpoint)
+            else 0
+        )
+        cycle = self.args.steps_per_generation * self.num_iterations
+        if micro % cycle and self.accelerator.is_main_process:
+            print(
+                f"[orsta-trl] warning: {checkpoint} lies inside a generation cycle of {cycle} micro-steps",
+                flush=True,
+            )
 
     def _save_checkpoint(self, model, trial) -> None:
         folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"

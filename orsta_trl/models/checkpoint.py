@@ -128,3 +128,8 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
         if p.name.split("-", 1)[1].isdigit() and is_complete(p)
     ]
     return str(max(folders, key=lambda p: int(p.name.split("-", 1)[1]))) if folders else None
+
+
+def checkpoint_step(folder: str | Path) -> int:
+    """The global step a complete checkpoint was saved at (from its ``trainer_state.json``)."""
+    return int(json.loads((Path(folder) / COMPLETE_MARKER).read_text()).get("global_step", 0))
