@@ -122,8 +122,8 @@ def iter_raw_records(path: str | Path) -> Iterator[tuple[str, Any]]:
             raise DataError(
                 f"{path_str}: no such file, and the hub dataset cannot be loaded: {exc}"
             ) from None
-        for number, row in enumerate(rows):
-            yield f"{name}[{number}]", row
+        for number, row in enumerate(rows):  # Arrow structs: the same null-filling as Parquet
+            yield f"{name}[{number}]", parquet_row(row)
 
 
 def parquet_row(row: dict) -> dict:
