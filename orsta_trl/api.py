@@ -61,7 +61,6 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
         RecipeError, DataError, NotReady: before the model loads.
     """
     from orsta_trl.data.prompt_pool import pooled
-    from orsta_trl.data.records import load_records
     from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
     from orsta_trl.evaluation import per_source_subset
     from orsta_trl.models.loading import is_vision_model, load_model, load_processor, model_view
@@ -76,13 +75,14 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     name = model_args.model_name_or_path
 
     # ---- records: validated before anything heavy is loaded
-    records = load_records(orsta.train_files)
+    records, skipped = _load_records(orsta.train_files, orsta.skip_invalid, "training")
     if not records:
         raise DataError(
             f"{', '.join(map(str, orsta.train_files))}: no records to train on (the files are empty)"
         )
     say(f"loaded {len(records)} records from {len(orsta.train_files)} file(s)")
-    eval_records = per_source_subset(load_records(orsta.eval_datasets), orsta.eval_max_samples)
+    eval_records, skipped_eval = _load_records(orsta.eval_datasets, orsta.skip_invalid, "evaluation")
+    eval_records = per_source_subset(eval_records, orsta.eval_max_samples)
     records, eval_records = pooled(records, orsta), pooled(eval_records, orsta)  # prompt pool (issue 10)
     if eval_records:
         say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
@@ -156,6 +156,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
             toolset.close()
         raise
     trainer.dropped = dict(dropped)
+    trainer.skipped = skipped + skipped_eval
     pool = router.start(also=eval_records)
     if pool is not None:
         say(pool.describe())
@@ -241,15 +242,22 @@ def check_paths(recipe: Recipe) -> None:
         raise RecipeError(f"{where}output_dir: {existing} is a file, so {out} cannot be created")
     if not os.access(existing, os.W_OK):
         raise RecipeError(f"{where}output_dir: {existing} is not writable")
-    if grpo.resume_from_checkpoint is True:
-        from transformers.trainer_utils import get_last_checkpoint
+    from orsta_trl.models.checkpoint import COMPLETE_MARKER, is_complete, last_complete_checkpoint
 
-        last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if grpo.resume_from_checkpoint is True:
+        last = last_complete_checkpoint(out) if out.is_dir() else None
         if last is None:
-            raise RecipeError(f"{where}resume_from_checkpoint: true, but {out} holds no checkpoint-* folder")
+            raise RecipeError(
+                f"{where}resume_from_checkpoint: true, but {out} holds no complete checkpoint-* folder"
+            )
         grpo.resume_from_checkpoint = last
     elif grpo.resume_from_checkpoint and not Path(grpo.resume_from_checkpoint).is_dir():
         raise RecipeError(f"{where}resume_from_checkpoint: no such folder {grpo.resume_from_checkpoint}")
+    elif grpo.resume_from_checkpoint and not is_complete(grpo.resume_from_checkpoint):
+        raise RecipeError(
+            f"{where}resume_from_checkpoint: {grpo.resume_from_checkpoint} is incomplete (no {COMPLETE_MARKER}: "
+            "its writing was interrupted); resume from an earlier checkpoint, or give true for the last complete one"
+        )
 
 
 def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
@@ -271,10 +279,13 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
     trainer = build_trainer(recipe)
     try:
         trainer.train(resume_from_checkpoint=recipe.grpo.resume_from_checkpoint)
-    finally:
+    finally:  # also on Ctrl-C: stop the reward workers, then whatever registered a shutdown hook
+        from orsta_trl.rewards.shutdown import run_shutdown_hooks
+
         trainer.router.close()
         if trainer.toolset is not None:  # MCP servers stop with the run
             trainer.toolset.close()
+        run_shutdown_hooks()
 
     # ---- save and summarise
     output_dir = Path(recipe.grpo.output_dir)
@@ -305,6 +316,23 @@ def metrics_frame(history: list[dict]):
         ]
     frame = pd.DataFrame(list(rows.values()), columns=None if rows else ["split", "step", "data_source"])
     return frame.sort_values(["split", "step", "data_source"], ignore_index=True)
+
+
+def _load_records(files: list, skip: bool, what: str) -> tuple[list, list]:
+    """The records of ``files``; with ``skip_invalid`` the valid ones, the invalid ones reported and returned."""
+    from orsta_trl.data.records import load_records, skipped_report, split_records
+
+    if not skip:
+        return load_records(files), []
+    records, errors = split_records(files)
+    if errors:
+        say(
+            f"skip_invalid: skipped {len(errors)} invalid {what} record(s), kept {len(records)}:\n"
+            + skipped_report(errors)
+        )
+        for error in errors[:10]:
+            say(f"  {error}")
+    return records, errors
 
 
 def _recipe(recipe, overrides: dict) -> Recipe:

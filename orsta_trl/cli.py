@@ -43,6 +43,9 @@ def exit_on_error(run: Callable[[], int | None]) -> int:
     except OSError as exc:  # the environment, not our data: a permission, a full disk
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the library has stopped its workers; a shell's usual 128 + SIGINT
+        print("interrupted (Ctrl-C): no half-written checkpoint was kept", file=sys.stderr)
+        return 130
 
 
 def _make_tiny(args) -> None:

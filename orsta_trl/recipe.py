@@ -194,6 +194,14 @@ class OrstaConfig:
         default="<answer>{answer}</answer>",
         metadata={"help": "The warm-up completion; {answer} is the record's extra.answer (or string gold)."},
     )
+    # --- reliability (issue 13) ---
+    skip_invalid: bool = field(
+        default=False,
+        metadata={
+            "help": "Train on the valid records and report the invalid ones (count and reasons per source) "
+            "instead of stopping; a missing or unreadable file still stops the run."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
@@ -416,6 +424,8 @@ def load_recipe(
 def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool = False) -> Recipe:
     from trl import GRPOConfig, ModelConfig
 
+    from orsta_trl.recipe_limits import check_limits
+
     owners = recipe_fields()
     where = f"{path}: " if path else ""
     kwargs: dict[type, dict[str, Any]] = {GRPOConfig: {}, ModelConfig: {}, OrstaConfig: {}}
@@ -432,6 +442,7 @@ def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool
                 kwargs[GRPOConfig][key] = False
     kwargs[GRPOConfig].setdefault("output_dir", "runs/orsta")
     check_values(kwargs[GRPOConfig], where)
+    check_limits({**kwargs[GRPOConfig], **kwargs[ModelConfig]}, where)  # ranges, library enums (issue 13)
     try:
         orsta = OrstaConfig(**kwargs[OrstaConfig])
         model = ModelConfig(**kwargs[ModelConfig])

@@ -23,7 +23,17 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``RECIPE [--key value ...]`` and train; return the exit status."""
+    """Parse ``RECIPE [--key value ...]`` and train; return the exit status.
+
+    Under ``accelerate launch`` / ``torchrun``, torch's ``record`` hands an uncaught error to the launcher, which
+    then prints it as the root cause of the run's failure (the first rank that failed) after stopping the others.
+    """
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(_main)(argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     from orsta_trl.cli import exit_on_error
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -22,7 +22,18 @@ What it changes, and why:
 * ``_get_train_sampler``: with a weighted mixture (``datasets``) or ``curriculum: pass_rate`` the order of
   prompts comes from :class:`orsta_trl.data.sampling.MixtureSampler` (weights and curriculum, derived from
   seed + epoch so a resume replays it) instead of TRL's ``RepeatSampler``, whose repetition contract it keeps.
-  Without either, TRL's sampler is used unchanged.
+  Without either, TRL's sampler is given an epoch (:mod:`orsta_trl.data.sampler`), so that a run resumed in a
+  later epoch draws the data order of an uninterrupted run.
+* ``_load_from_checkpoint``: transformers 5.17 restores a checkpoint's weights with a plain ``load_state_dict``
+  under the saved (reverted) key names, so a resumed Qwen2.5-VL silently continued from the base weights with
+  only ``lm_head`` restored (transformers #43701); the weights are loaded through the model's own key mapping
+  (:mod:`orsta_trl.models.checkpoint`) and a missing key is an error.
+* ``_save_checkpoint`` / ``train``: the end-of-run summary's sums are saved in each checkpoint (before TRL's
+  ``trainer_state.json``, the file that marks a checkpoint complete) and read back on resume, so that the
+  summary covers the whole run; TensorBoard continues the earlier log folder (:class:`~orsta_trl.monitor.tensorboard.OrstaTensorBoard`,
+  which also writes each log call as one event).
+  A save interrupted by Ctrl-C or an error removes its half-written folder; ``resume_from_checkpoint: true``
+  takes the last *complete* checkpoint (after a SIGKILL mid-save the incomplete folder is skipped).
 * Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
   before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. TRL's own
   sampled evaluation is not used.
@@ -33,7 +44,9 @@ Deviation from TRL: nothing in the loss or the advantage computation is changed.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
+from pathlib import Path
 
 import torch
 from accelerate.utils import gather_object
@@ -42,12 +55,20 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import GRPOTrainer
 
 from orsta_trl.data.chat import messages_text
+from orsta_trl.data.sampler import EpochRepeatSampler
+from orsta_trl.models.checkpoint import (
+    can_load,
+    checkpoint_step,
+    is_complete,
+    last_complete_checkpoint,
+    load_checkpoint_weights,
+)
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
 from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
 from orsta_trl.monitor.dumps import CompletionDumper
 from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, TAG_PREFIX, SourceMonitor, parse_tag
 from orsta_trl.monitor.summary import SourceSummary
-from orsta_trl.monitor.tensorboard import batch_tensorboard
+from orsta_trl.monitor.tensorboard import use_orsta_tensorboard
 
 
 class OrstaGRPOTrainer(GRPOTrainer):
@@ -106,7 +127,49 @@ class OrstaGRPOTrainer(GRPOTrainer):
             if any(isinstance(c, printer) for c in self.callback_handler.callbacks):
                 self.remove_callback(printer)
                 self.add_callback(_console(printer)())
-        batch_tensorboard(self)  # hundreds of per-source scalars: one TensorBoard event per log, not one each
+        # TensorBoard replaced in place: it must open its folder before the first evaluation logs
+        use_orsta_tensorboard(self)  # one event per log call; one continuous run across a resume
+
+    # ---- resume: the checkpoint's weights under the model's own names (transformers #43701)
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        target = self.model if model is None else model
+        if self.is_deepspeed_enabled or self.is_fsdp_enabled or not can_load(target, resume_from_checkpoint):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_checkpoint_weights(target, resume_from_checkpoint)
+
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        if resume_from_checkpoint is True:  # transformers' "the last checkpoint of output_dir", if complete
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+        if resume_from_checkpoint:  # the summary of the steps before the checkpoint
+            self.summary = SourceSummary.load(resume_from_checkpoint)
+            self._warn_inside_generation_cycle(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _warn_inside_generation_cycle(self, checkpoint) -> None:
+        """TRL keeps a generation's completions for ``steps_per_generation x num_iterations`` micro-steps; they are
+        not checkpointed, so a resume inside such a cycle generates anew and cannot equal the unbroken run."""
+        micro = (
+            checkpoint_step(checkpoint) * self.args.gradient_accumulation_steps
+            if is_complete(checkpoint)
+            else 0
+        )
+        cycle = self.args.steps_per_generation * self.num_iterations
+        if micro % cycle and self.accelerator.is_main_process:
+            print(
+                f"[orsta-trl] warning: {checkpoint} lies inside a generation cycle of {cycle} micro-steps",
+                flush=True,
+            )
+
+    def _save_checkpoint(self, model, trial) -> None:
+        folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+        try:
+            if self.args.should_save:  # before trainer_state.json, which marks the checkpoint complete
+                self.summary.save(folder)
+            super()._save_checkpoint(model, trial)
+        except BaseException:  # Ctrl-C or an error mid-save: leave no half-written checkpoint behind
+            if self.args.should_save and folder.is_dir() and not is_complete(folder):
+                shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     # ---- generation: no placeholder token reaches the training forward
     def _generate_single_turn(
@@ -161,7 +224,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
     def _get_train_sampler(self, dataset=None):
         plan = self.sampling
         if plan is None or not plan.active:
-            return super()._get_train_sampler(dataset)
+            return EpochRepeatSampler.from_sampler(super()._get_train_sampler(dataset))
         from orsta_trl.data.sampling import MixtureSampler
 
         dataset = self.train_dataset if dataset is None else dataset

@@ -24,7 +24,7 @@ LAYERS = [
     {"verifiers"},
     {"data", "models", "tools"},
     {"rewards"},
-    {"monitor", "recipe"},
+    {"monitor", "recipe", "recipe_limits"},
     {"trainer", "evaluation", "score", "difficulty", "memory_plan", "warmup"},
     {"api"},
     {"train", "cli"},

@@ -7,7 +7,7 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import TrainerState
 from transformers.integrations import TensorBoardCallback
 
-from orsta_trl.monitor.tensorboard import BatchedTensorBoardCallback
+from orsta_trl.monitor.tensorboard import OrstaTensorBoard
 
 
 def write(callback_cls, folder, logs_per_step):
@@ -39,7 +39,7 @@ def test_batched_events_read_back_as_transformers_own(tmp_path):
         for step in (1, 2, 3)
     ]
     theirs = write(TensorBoardCallback, tmp_path / "hf", logs)
-    ours = write(BatchedTensorBoardCallback, tmp_path / "ours", logs)
+    ours = write(OrstaTensorBoard, tmp_path / "ours", logs)
     assert (
         len(theirs[0]) == 305
         and "train/loss" in theirs[0]

@@ -104,7 +104,7 @@ def iter_raw_records(path: str | Path) -> Iterator[tuple[str, Any]]:
         import pyarrow.parquet as pq
 
         for number, row in enumerate(pq.read_table(p).to_pylist()):
-            yield f"{p}[{number}]", row
+            yield f"{p}[{number}]", parquet_row(row)
     elif p.exists():
         raise DataError(f"{p}: unsupported dataset file (use .jsonl or .parquet)")
     else:
@@ -122,8 +122,36 @@ def iter_raw_records(path: str | Path) -> Iterator[tuple[str, Any]]:
             raise DataError(
                 f"{path_str}: no such file, and the hub dataset cannot be loaded: {exc}"
             ) from None
-        for number, row in enumerate(rows):
-            yield f"{name}[{number}]", row
+        for number, row in enumerate(rows):  # Arrow structs: the same null-filling as Parquet
+            yield f"{name}[{number}]", parquet_row(row)
+
+
+def parquet_row(row: dict) -> dict:
+    """A Parquet row with the nulls of its ``reward`` struct read as absent keys.
+
+    Parquet stores a ``reward`` struct column with the union of every row's keys and fills the keys a row lacks
+    with null, so a row that never named a param reads back with ``params.<key> = None``. Deviation from a
+    literal reading: inside a struct ``reward`` (not a JSON string), a null weight, ``params``, ``extra_weights``
+    or param (at any depth) means "not given", i.e. the default; ``ground_truth`` keeps its null.
+
+    >>> parquet_row({"id": "a", "reward": {"verifier": "ocr", "ground_truth": "x", "format_weight": None,
+    ...     "params": {"mode": None, "case_sensitive": True}}})["reward"]
+    {'verifier': 'ocr', 'ground_truth': 'x', 'params': {'case_sensitive': True}}
+    """
+    reward = row.get("reward")
+    if not isinstance(reward, dict):
+        return row
+    kept = {k: v for k, v in reward.items() if v is not None or k == "ground_truth"}
+    for key in ("params", "extra_weights"):
+        if isinstance(kept.get(key), dict):
+            kept[key] = _without_nulls(kept[key])
+    return {**row, "reward": kept}
+
+
+def _without_nulls(value):
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
 
 
 def load_records(source, *, image_sizes: str = "all") -> list[Record]:
@@ -144,11 +172,31 @@ def load_records(source, *, image_sizes: str = "all") -> list[Record]:
     >>> records[0].key, records[0].reward.verifier.name
     (('toy', 'q1'), 'math')
     """
+    records, errors = split_records(source, image_sizes=image_sizes)
+    if errors:
+        raise DatasetError(errors)
+    return records
+
+
+def split_records(source, *, image_sizes: str = "all") -> tuple[list[Record], list[RecordError]]:
+    """Load and validate records, keeping the valid ones and collecting the errors (``skip_invalid``).
+
+    Args:
+        source: as for :func:`load_records`.
+        image_sizes: as for :func:`load_records`.
+
+    Returns:
+        (the valid records in order, a RecordError per invalid record). Of records sharing an id within a
+        data_source, the first is kept and each later one is an error.
+
+    Raises:
+        DataError: a file that cannot be read at all (missing, unsupported).
+    """
     if isinstance(source, str | Path):
         source = [source]
     source = list(source)
     if source and all(isinstance(item, Record) for item in source):
-        return source
+        return source, []
     records, errors, seen = [], [], {}
     for location, raw, base_dir in _raw_records(source):
         try:
@@ -169,9 +217,29 @@ def load_records(source, *, image_sizes: str = "all") -> list[Record]:
             continue
         seen[record.key] = location
         records.append(record)
-    if errors:
-        raise DatasetError(errors)
-    return records
+    return records, errors
+
+
+def skipped_report(errors: list[RecordError]) -> str:
+    """One line per data source: how many records were skipped, and why (counted per field).
+
+    Args:
+        errors: the errors of :func:`split_records`.
+
+    Returns:
+        The report, e.g. ``toy: 2 skipped (reward.params.mode: 1, images[0]: 1)``; empty when nothing was skipped.
+    """
+    from collections import Counter
+
+    by_source: dict[str, Counter] = {}
+    for error in errors:
+        by_source.setdefault(str(error.data_source), Counter())[error.field] += 1
+    return "\n".join(
+        f"{source}: {sum(fields.values())} skipped ("
+        + ", ".join(f"{name}: {n}" for name, n in fields.most_common())
+        + ")"
+        for source, fields in sorted(by_source.items())
+    )
 
 
 def _raw_records(source: list) -> Iterator[tuple[str, Any, Path]]:

@@ -1,51 +1,86 @@
 """A run's per-source summary table (reward, accuracy, completion length), printed at the end of training.
 
-It accumulates the rows gathered from every rank; the table shows the first and last quarter of the run so
-that a user sees at a glance which sources moved.
+It accumulates the rows gathered from every rank as per-(step, source) sums (small: steps x sources, whatever
+the batch size); the table shows the first and last quarter of the run so that a user sees at a glance which
+sources moved. The sums are saved in every checkpoint (:data:`FILENAME`, see :meth:`SourceSummary.save`) and
+read back on resume, so that the table of a resumed run still covers the whole run.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The file holding the summary's sums inside a ``checkpoint-*`` folder.
+FILENAME = "orsta_summary.json"
 
 
 @dataclass
 class SourceSummary:
-    steps: list[tuple[int, str, float, float, int]] = field(default_factory=list)
+    #: (step, data_source) -> [n, Σ reward, Σ accuracy, Σ length]
+    sums: dict[tuple[int, str], list[float]] = field(default_factory=dict)
 
     def update(self, step: int, rows) -> None:
         """``rows``: the Samples of one step (gathered from every rank)."""
         for row in rows:
-            self.steps.append((step, row.data_source, row.reward, row.accuracy, int(row.length)))
+            acc = self.sums.setdefault((int(step), row.data_source), [0, 0.0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += float(row.reward)
+            acc[2] += float(row.accuracy)
+            acc[3] += int(row.length)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the sums to ``folder/orsta_summary.json`` (atomically); return the file's path."""
+        path = Path(folder) / FILENAME
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(
+            json.dumps([[step, source, *acc] for (step, source), acc in sorted(self.sums.items())])
+        )
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SourceSummary:
+        """The summary saved in ``folder`` (a checkpoint); empty when it holds none (an older checkpoint)."""
+        path = Path(folder) / FILENAME
+        if not path.is_file():
+            return cls()
+        return cls(
+            {(int(step), source): [int(n), *sums] for step, source, n, *sums in json.loads(path.read_text())}
+        )
 
     def table(self) -> str:
-        if not self.steps:
+        if not self.sums:
             return "(no completions were scored)"
-        first_step = min(s[0] for s in self.steps)
-        last_step = max(s[0] for s in self.steps)
+        steps = [step for step, _ in self.sums]
+        first_step, last_step = min(steps), max(steps)
         span = max(1, last_step - first_step + 1)
         early = first_step + span / 4
         late = last_step - span / 4
-        by_source = defaultdict(list)
-        for row in self.steps:
-            by_source[row[1]].append(row)
         header = (
             f"{'data_source':<24} {'n':>6} {'reward':>8} {'first¼':>8} {'last¼':>8} "
             f"{'accuracy':>9} {'length':>7}"
         )
         lines = [header, "-" * len(header)]
-        for source in sorted(by_source):
-            rows = by_source[source]
-            first = [r[2] for r in rows if r[0] < early] or [r[2] for r in rows]
-            last = [r[2] for r in rows if r[0] > late] or [r[2] for r in rows]
+        for source in sorted({s for _, s in self.sums}):
+            rows = [(step, acc) for (step, s), acc in sorted(self.sums.items()) if s == source]
+            first = [acc for step, acc in rows if step < early] or [acc for _, acc in rows]
+            last = [acc for step, acc in rows if step > late] or [acc for _, acc in rows]
+            every = [acc for _, acc in rows]
             lines.append(
-                f"{source:<24} {len(rows):>6} {_mean(r[2] for r in rows):>8.3f} {_mean(first):>8.3f} "
-                f"{_mean(last):>8.3f} {_mean(r[3] for r in rows):>9.3f} {_mean(r[4] for r in rows):>7.1f}"
+                f"{source:<24} {_n(every):>6} {_mean(every, 1):>8.3f} {_mean(first, 1):>8.3f} "
+                f"{_mean(last, 1):>8.3f} {_mean(every, 2):>9.3f} {_mean(every, 3):>7.1f}"
             )
         return "\n".join(lines)
 
 
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else float("nan")
+def _n(sums) -> int:
+    return int(sum(acc[0] for acc in sums))
+
+
+def _mean(sums, index: int) -> float:
+    n = _n(sums)
+    return sum(acc[index] for acc in sums) / n if n else float("nan")

@@ -1,0 +1,89 @@
+"""``orsta_trl/train.py`` with a fault injected at a chosen step, for the reliability tests (never imported by
+the package). Run as ``python tests/fault_train.py RECIPE [--key value ...]`` or under ``accelerate launch``.
+
+Faults, chosen by environment variables (each a training step, 1-based):
+
+* ``FAULT_SIGKILL_AT_STEP``: the process SIGKILLs itself right after that step's training log reached the
+  loggers (TensorBoard has flushed it), i.e. mid-run, after the checkpoint before it;
+* ``FAULT_SIGINT_IN_SAVE_AT_STEP``: Ctrl-C as a terminal sends it (SIGINT to the whole process group: the
+  trainer and its reward workers) while the checkpoint of that step is half-written (model saved, trainer
+  state not yet);
+* ``FAULT_SERVER=1``: starts a stand-in for a tool or judge server (``python -m http.server`` on loopback, in
+  its own session so that a Ctrl-C does not reach it) and registers its stop as a shutdown hook;
+* ``FAULT_RAISE_ON_RANK`` (with ``FAULT_RAISE_AT_STEP``, default 1): the reward function of that rank raises
+  ``RuntimeError("injected failure on rank N")`` at that step, the other ranks carry on into the collectives.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transformers import TrainerCallback  # noqa: E402
+
+import orsta_trl.trainer as trainer_module  # noqa: E402
+from orsta_trl.train import main  # noqa: E402
+
+
+def _step(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+class _KillAfterLog(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.global_step == self.step and "loss" in (logs or {}):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+Trainer = trainer_module.OrstaGRPOTrainer
+_init, _save_model, _record = Trainer.__init__, Trainer.save_model, Trainer._record_samples
+
+
+def _patched_init(self, *args, **kwargs):
+    _init(self, *args, **kwargs)
+    if _step("FAULT_SIGKILL_AT_STEP"):
+        self.add_callback(_KillAfterLog(_step("FAULT_SIGKILL_AT_STEP")))
+
+
+def _patched_save_model(self, output_dir=None, _internal_call=False):
+    _save_model(self, output_dir, _internal_call)
+    if _internal_call and self.state.global_step == _step("FAULT_SIGINT_IN_SAVE_AT_STEP"):
+        os.killpg(os.getpgid(0), signal.SIGINT)
+
+
+def _patched_record(self, samples, **kwargs):
+    rank, step = _step("FAULT_RAISE_ON_RANK"), _step("FAULT_RAISE_AT_STEP") or 1
+    if rank is not None and self.accelerator.process_index == rank and self.state.global_step + 1 == step:
+        raise RuntimeError(f"injected failure on rank {rank}")
+    return _record(self, samples, **kwargs)
+
+
+Trainer.__init__, Trainer.save_model, Trainer._record_samples = (
+    _patched_init,
+    _patched_save_model,
+    _patched_record,
+)
+
+if __name__ == "__main__":
+    if os.environ.get("FAULT_SERVER"):
+        import subprocess
+
+        from orsta_trl.rewards.shutdown import on_shutdown
+
+        server = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "0", "--bind", "127.0.0.1"],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        print(f"[fault] server pid {server.pid}", flush=True)
+        on_shutdown(server.terminate)
+    raise SystemExit(main())
