@@ -124,6 +124,21 @@ class OrstaConfig:
         default=None,
         metadata={"help": "Reflection words matched as lowercase substrings (default: V-Triune's list)."},
     )
+    # --- judges (issue 14) ---
+    judges: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Model judges for the 'judge' verifier: {name: {backend: transformers|openai, model, ...}} "
+            "(see orsta_trl/rewards/judges.py for each backend's keys)."
+        },
+    )
+    judge_failure: str = field(
+        default="zero",
+        metadata={
+            "help": "What a judge that gives no reply (timeout, error) scores: 'zero', or 'skip' (None to TRL, "
+            "which leaves the completion out of the advantage)."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
@@ -147,6 +162,7 @@ class OrstaConfig:
             raise ValueError(f"dump_completions is a share in [0, 1], got {self.dump_completions}")
         if self.dump_format not in ("jsonl", "parquet"):
             raise ValueError(f"dump_format must be 'jsonl' or 'parquet', got {self.dump_format!r}")
+        _check_judges(self)
         from orsta_trl.verifiers.schedule import validate_schedule
 
         pairs = validate_schedule(self.iou_schedule)
@@ -166,6 +182,15 @@ class OrstaConfig:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(RewardSettings)}
         values["iou_schedule"] = tuple(tuple(p) for p in self.iou_schedule)
         return RewardSettings(**values)
+
+
+def _check_judges(config: OrstaConfig) -> None:
+    """``judges`` and ``judge_failure`` (issue 14): every judge definition is checked here, with the recipe."""
+    from orsta_trl.rewards.judges import judge_configs
+
+    if config.judge_failure not in ("zero", "skip"):
+        raise ValueError(f"judge_failure must be 'zero' or 'skip', got {config.judge_failure!r}")
+    judge_configs(config.judges if config.judges is not None else {})
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:
