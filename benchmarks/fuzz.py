@@ -16,8 +16,8 @@ import math
 import os
 import random
 import sys
-import time
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
