@@ -6,7 +6,6 @@ checks that run before training."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
@@ -192,21 +191,6 @@ def test_a_record_naming_an_undefined_judge_fails_before_training(tmp_path):
 
 
 # ---- the transformers backend, with the tiny text LM as the judge
-
-
-@pytest.fixture(scope="module")
-def sevens_judge(tiny_lm, tmp_path_factory):
-    """The tiny LM, told by its generation config to say nothing but "7": a judge with a known reply."""
-    from transformers import AutoTokenizer, GenerationConfig
-
-    folder = tmp_path_factory.mktemp("judges") / "sevens"
-    shutil.copytree(tiny_lm, folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    keep = tokenizer.convert_tokens_to_ids("7")
-    config = GenerationConfig.from_pretrained(folder)
-    config.suppress_tokens = [i for i in range(len(tokenizer)) if i != keep]
-    config.save_pretrained(folder)
-    return folder
 
 
 def transformers_settings(model, **keys) -> RewardSettings:
