@@ -364,3 +364,16 @@ def test_skip_hands_none_to_trl(sevens_judge):
     assert rewards == [pytest.approx(0.7), None, pytest.approx(0.7)]
     assert logged["judge/captions/failures"] == 1.0 and logged["judge/tiny/requests"] == 3.0
     assert logged["judge/captions/seconds"] > 0
+
+
+def test_the_judge_recipe_serves_its_judge_apart_from_the_policy():
+    from pathlib import Path
+
+    from orsta_trl.rewards.judges import judge_configs
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes/judge_caption_7b.yaml", check=True)
+    (config,) = judge_configs(recipe.orsta.judges).values()
+    assert (config.backend, config.url, config.retries) == ("openai", "http://127.0.0.1:8000/v1", 2)
+    assert recipe.orsta.judge_failure == "skip" and recipe.grpo.use_vllm
+    # 7 training ranks: every generation batch must hold whole prompt groups
+    assert (7 * recipe.grpo.per_device_train_batch_size) % recipe.grpo.num_generations == 0
