@@ -44,6 +44,7 @@ bench: setup
 	$(PY) benchmarks/monitor_overhead.py
 	$(PY) benchmarks/param_counts.py
 	$(PY) benchmarks/fuzz.py
+	$(PY) benchmarks/judge.py
 
 clean:
 	rm -rf demo .pytest_cache

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from orsta_trl.errors import NotReady
+from orsta_trl.errors import NotReady, RecipeError
 from orsta_trl.keys import unknown_key_message
 
 BACKENDS = ("transformers", "openai")
@@ -80,24 +80,24 @@ class JudgeConfig:
 
 
 def judge_config(name: str, raw: Any) -> JudgeConfig:
-    """Validate one ``judges:`` entry; a ValueError names ``judges.<name>.<key>`` and what to change."""
+    """Validate one ``judges:`` entry; a RecipeError names ``judges.<name>.<key>`` and what to change."""
     where = f"judges.{name}"
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: must be a mapping with at least 'backend' and 'model', got {raw!r:.80}")
+        raise RecipeError(f"{where}: must be a mapping with at least 'backend' and 'model', got {raw!r:.80}")
     backend = raw.get("backend")
     if backend not in BACKENDS:
-        raise ValueError(f"{where}.backend: {unknown_key_message('judge backend', str(backend), BACKENDS)}")
+        raise RecipeError(f"{where}.backend: {unknown_key_message('judge backend', str(backend), BACKENDS)}")
     for key in raw:
         if key not in KEYS[backend]:
-            raise ValueError(f"{where}: {unknown_key_message(f'{backend} judge key', key, KEYS[backend])}")
+            raise RecipeError(f"{where}: {unknown_key_message(f'{backend} judge key', key, KEYS[backend])}")
     values = dict(raw)
     if backend == "openai":
         values.setdefault("timeout_s", 60.0)
     for key in ("model", *(("url",) if backend == "openai" else ())):
         if not isinstance(values.get(key), str) or not values[key]:
-            raise ValueError(f"{where}.{key}: required, a non-empty string")
+            raise RecipeError(f"{where}.{key}: required, a non-empty string")
     if backend == "openai" and not values["url"].startswith(("http://", "https://")):
-        raise ValueError(f"{where}.url: must start with http:// or https://, got {values['url']!r}")
+        raise RecipeError(f"{where}.url: must start with http:// or https://, got {values['url']!r}")
     for key, low in (
         ("max_new_tokens", 1),
         ("batch_size", 1),
@@ -107,7 +107,7 @@ def judge_config(name: str, raw: Any) -> JudgeConfig:
     ):
         value = values.get(key, 0 if low == 0 else 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{where}.{key}: must be an integer >= {low}, got {value!r}")
+            raise RecipeError(f"{where}.{key}: must be an integer >= {low}, got {value!r}")
     for key in ("timeout_s", "backoff_s"):
         value = values.get(key, 1.0)
         if value is not None and (
@@ -116,21 +116,21 @@ def judge_config(name: str, raw: Any) -> JudgeConfig:
             or not math.isfinite(value)
             or value < 0
         ):
-            raise ValueError(f"{where}.{key}: must be a number of seconds >= 0, got {value!r}")
+            raise RecipeError(f"{where}.{key}: must be a number of seconds >= 0, got {value!r}")
     if values.get("timeout_s") == 0:
-        raise ValueError(f"{where}.timeout_s: 0 s leaves no time to answer; give a positive number")
+        raise RecipeError(f"{where}.timeout_s: 0 s leaves no time to answer; give a positive number")
     for key in ("device", "dtype", "api_key_env"):
         if key in values and values[key] is not None and not isinstance(values[key], str):
-            raise ValueError(f"{where}.{key}: must be a string, got {values[key]!r}")
+            raise RecipeError(f"{where}.{key}: must be a string, got {values[key]!r}")
     if not isinstance(values.get("chat_template", True), bool):
-        raise ValueError(f"{where}.chat_template: must be true or false")
+        raise RecipeError(f"{where}.chat_template: must be true or false")
     return JudgeConfig(name=name, **values)
 
 
 def judge_configs(raw: Any) -> dict[str, JudgeConfig]:
     """Validate the recipe's ``judges:`` mapping (name → definition)."""
     if not isinstance(raw, dict):
-        raise ValueError(f"judges: must be a mapping of judge names to definitions, got {raw!r:.80}")
+        raise RecipeError(f"judges: must be a mapping of judge names to definitions, got {raw!r:.80}")
     return {str(name): judge_config(str(name), value) for name, value in raw.items()}
 
 
