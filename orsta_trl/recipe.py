@@ -190,7 +190,9 @@ def _check_judges(config: OrstaConfig) -> None:
 
     if config.judge_failure not in ("zero", "skip"):
         raise ValueError(f"judge_failure must be 'zero' or 'skip', got {config.judge_failure!r}")
-    judge_configs(config.judges if config.judges is not None else {})
+    if config.judges is None:  # `judges:` left empty in YAML
+        config.judges = {}
+    judge_configs(config.judges)
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:

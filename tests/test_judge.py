@@ -14,6 +14,7 @@ from judge_server import JudgeServer
 from orsta_trl.data.records import DatasetError, load_records
 from orsta_trl.errors import NotReady, RecipeError
 from orsta_trl.recipe import load_recipe
+from orsta_trl.rewards.judges import JudgeFailure, close_backend, get_backend, judge_config
 from orsta_trl.rewards.router import RewardRouter, check_ready
 from orsta_trl.verifiers.base import Context, FieldError, RewardSettings
 from orsta_trl.verifiers.judge import JudgeGold, JudgeParams, build_prompt, parse_reply
@@ -212,7 +213,7 @@ def test_transformers_judge_scores_through_the_router(sevens_judge, tiny_lm):
     )
     try:
         router.start()
-        texts = ["<answer>a red square</answer>", "a red square", "a red square", "", "a blue circle"]
+        texts = ["<answer>a red square</answer>", "a red square", "a red square", "", "a blue circle\ud800"]
         rows = [records[0], records[0], records[1], records[0], records[2]]
         samples, stats = router._score(rows, texts)
         assert [s.accuracy for s in samples] == pytest.approx([0.7, 0.7, 0.07, 0.0, 0.0])
@@ -225,7 +226,8 @@ def test_transformers_judge_scores_through_the_router(sevens_judge, tiny_lm):
         ]  # "7" is not yes/no
         assert samples[0].parts == {"judge_score": 0.7, "judge_valid": 1.0}
         # the first three completions give one prompt (same question, reference and answer; the scale is
-        # applied to the reply): sent once; the empty answer is never sent; "a blue circle" is the other one
+        # applied to the reply): sent once; the empty answer is never sent; "a blue circle?" is the other one
+        # (its lone surrogate is replaced: the tokenizer would reject it)
         assert stats.requests["tiny"] == 2 and stats.cache_hits["tiny"] == 0
         assert set(stats.seconds) == {"captions", "other"} and stats.failures == {}
         again, stats = router._score(rows[:3], texts[:3])
@@ -257,6 +259,16 @@ def test_transformers_judge_failures(sevens_judge, tmp_path):
         assert skip.trl_rewards([sample]) == [None]  # TRL leaves it out of the advantage
     finally:
         router.close()
+    # a prompt the tokenizer rejects fails alone, not its whole batch
+    config = judge_config(
+        "tiny", {"backend": "transformers", "model": str(sevens_judge), "max_new_tokens": 1}
+    )
+    try:
+        replies = get_backend(config).generate(["fine", "bad \ud800", "also fine"])
+    finally:
+        close_backend(config)
+    assert replies[0] == replies[2] == "7"
+    assert isinstance(replies[1], JudgeFailure) and replies[1].reason == "judge_error"
 
 
 # ---- the openai backend against a real server on 127.0.0.1

@@ -211,7 +211,9 @@ class TransformersJudge:
                 )
             elapsed = time.monotonic() - started
         except Exception as exc:  # a judge failure never crashes training
-            return [JudgeFailure("judge_error", f"{type(exc).__name__}: {exc}")] * len(prompts)
+            if len(prompts) > 1:  # one bad prompt must not fail its neighbours: ask each alone
+                return [reply for prompt in prompts for reply in self._batch([prompt])]
+            return [JudgeFailure("judge_error", f"{type(exc).__name__}: {exc}")]
         new = out[:, encoded["input_ids"].shape[1] :]
         stops = set(_as_list(model.generation_config.eos_token_id)) | {tokenizer.eos_token_id}
         cut_by_time = self.config.timeout_s is not None and elapsed >= self.config.timeout_s

@@ -245,8 +245,11 @@ class JudgeVerifier(Verifier):
         return gold
 
     def answer(self, text: str, params: JudgeParams) -> str:
-        """The answer the judge sees: the ``<answer>`` block else the whole completion, stripped and cut."""
-        return (extract(text, self.answer_policy) or "").strip()[: params.max_answer_chars]
+        """The answer the judge sees: the ``<answer>`` block else the whole completion, stripped and cut; lone
+        surrogates (which tokenizers and JSON encoders reject) become ``?``, so no completion can turn its own
+        grading into a judge error."""
+        answer = (extract(text, self.answer_policy) or "").strip()[: params.max_answer_chars]
+        return answer.encode("utf-8", "replace").decode("utf-8")
 
     def request(self, text: str, gold: JudgeGold, params: JudgeParams, question: str) -> str | None:
         """The prompt to send to the judge for this completion, or None when there is no answer to grade."""
