@@ -389,3 +389,73 @@ def test_the_judge_recipe_serves_its_judge_apart_from_the_policy():
     assert recipe.orsta.judge_failure == "skip" and recipe.grpo.use_vllm
     # 7 training ranks: every generation batch must hold whole prompt groups
     assert (7 * recipe.grpo.per_device_train_batch_size) % recipe.grpo.num_generations == 0
+
+
+def test_openai_judge_against_transformers_serve(sevens_judge, tmp_path):
+    """``transformers serve`` (the serving extra, offline) as the judge server: readiness and scores. Its
+    ``/v1/models`` fails without a hub cache folder (HTTP 500), so readiness falls back to a one-token chat."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "no-hub-cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    command = [str(Path(sys.executable).parent / "transformers"), "serve", str(sevens_judge)]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        records = load_records(
+            [judge_record(f"q{i}", gold=f"ref {i}", params={"scale": [0, 100]}) for i in range(4)]
+        )
+        settings = RewardSettings(
+            judges={
+                "tiny": {
+                    "backend": "openai",
+                    "url": url,
+                    "model": str(sevens_judge),
+                    "max_new_tokens": 2,
+                    "max_concurrency": 4,
+                }
+            }
+        )
+        assert (
+            httpx.get(f"{url}/models", timeout=10).status_code == 500
+        )  # the route readiness cannot use here
+        router = RewardRouter(records, settings)
+        try:
+            router.start()  # ready: the one-token chat answered
+            samples = router.score(records, ["a", "b", "c", "d"])
+        finally:
+            router.close()
+        assert [(s.accuracy, s.reason) for s in samples] == [(pytest.approx(0.77), None)] * 4  # "77" of 100
+        wrong = RewardSettings(judges={"tiny": {**settings.judges["tiny"], "model": "no/such-model"}})
+        with pytest.raises(NotReady, match="does not answer a chat request"):
+            check_ready(records, wrong)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -268,7 +268,9 @@ class OpenAIJudge:
             return self._client
 
     def check_ready(self) -> None:
-        """GET ``{url}/models``: the server answers, accepts the key, and serves ``model`` when it lists models."""
+        """The server answers, accepts the key, and serves ``model``: ``GET {url}/models`` when it lists models;
+        when that route fails (``transformers serve`` answers HTTP 500 there without a hub cache folder), one
+        chat request of one token."""
         import httpx
 
         name, url = self.config.name, self.config.url
@@ -279,34 +281,40 @@ class OpenAIJudge:
             raise NotReady(f"judge {name!r}: cannot reach {url} ({type(exc).__name__}: {exc})") from exc
         if response.status_code in (401, 403):
             raise NotReady(f"judge {name!r}: {url} refused the API key (HTTP {response.status_code})")
-        if response.status_code >= 500:
-            raise NotReady(f"judge {name!r}: {url} answers HTTP {response.status_code}")
+        served = None
         if response.status_code == 200:
             try:
-                served = [m["id"] for m in response.json().get("data", [])]
-            except (ValueError, KeyError, TypeError, AttributeError):
-                served = []
-            if served and self.config.model not in served:
-                raise NotReady(
-                    f"judge {name!r}: {url} serves {served}, not {self.config.model!r} (judges.{name}.model)"
-                )
+                served = [m["id"] for m in response.json()["data"]]
+            except (ValueError, KeyError, TypeError):
+                served = None
+        if served and self.config.model not in served:
+            raise NotReady(
+                f"judge {name!r}: {url} serves {served}, not {self.config.model!r} (judges.{name}.model)"
+            )
+        if not served:
+            # one retry: a server may drop the kept-alive connection after its error on /models
+            reply = self._ask("Reply with the word ready.", max_tokens=1, retries=1)
+            if isinstance(reply, JudgeFailure):
+                raise NotReady(f"judge {name!r}: {url} does not answer a chat request ({reply.detail})")
 
     def generate(self, prompts: list[str]) -> list[str | JudgeFailure]:
         """One reply per prompt, at most ``max_concurrency`` requests in flight."""
         self.client()
         return list(self._executor.map(self._ask, prompts))
 
-    def _ask(self, prompt: str) -> str | JudgeFailure:
+    def _ask(
+        self, prompt: str, max_tokens: int | None = None, retries: int | None = None
+    ) -> str | JudgeFailure:
         import httpx
 
         body = {
             "model": self.config.model,
             "messages": [{"role": "user", "content": prompt}],
             "temperature": 0.0,
-            "max_tokens": self.config.max_new_tokens,
+            "max_tokens": max_tokens or self.config.max_new_tokens,
         }
         failure = JudgeFailure("judge_error", "no attempt")
-        for attempt in range(self.config.retries + 1):
+        for attempt in range((self.config.retries if retries is None else retries) + 1):
             if attempt:
                 time.sleep(self.config.backoff_s * 2 ** (attempt - 1) * (1 + 0.25 * random.random()))  # noqa: S311
             try:
