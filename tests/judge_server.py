@@ -1,8 +1,8 @@
 """A small real OpenAI-compatible server for the judge tests: ``GET /v1/models`` and
 ``POST /v1/chat/completions`` over a transformers causal LM, on a loopback port, in a thread.
 
-Used instead of ``transformers serve``, which needs the ``serving`` extra (fastapi, uvicorn, openai) that this
-project does not install, and which cannot be told to sleep or to fail. Knobs for the tests: ``delay_s`` (sleep
+``transformers serve`` is tested as a judge too (``tests/test_judge.py``), but it cannot be told to sleep or to
+fail, nor report what it saw; this server can. Knobs for the tests: ``delay_s`` (sleep
 before answering), ``fail`` (a predicate on the request number, 1-based: answer HTTP 503 instead), and what it
 observed: ``requests``, ``max_in_flight`` (requests being served at the same time), ``auth`` (Authorization
 headers seen).
