@@ -63,6 +63,7 @@ bench: setup
 	OMP_NUM_THREADS=1 $(PY) benchmarks/trainer_overhead.py
 	$(PY) benchmarks/gpu_smoke.py --dry-run
 	$(PY) benchmarks/tools.py
+	$(PY) benchmarks/judge.py
 
 clean:
 	rm -rf demo .pytest_cache

@@ -16,6 +16,7 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -39,6 +40,7 @@ REWARDS = {
     "rewrite": {"ground_truth": "cheap flights to paris"},
     "tool": {"ground_truth": "4"},
     "plan": {"ground_truth": PLAN},
+    "judge": {"ground_truth": "a red square", "params": {"judge": "tiny"}},  # the tiny text LM as the judge
 }
 
 
@@ -63,7 +65,11 @@ def main() -> None:
         )
         for name, raw in REWARDS.items()
     }
-    router = RewardRouter(records.values(), RewardSettings(reward_timeout_s=args.timeout))
+    from orsta_trl.models.tiny import make_tiny_lm
+
+    judge = make_tiny_lm(Path(tempfile.mkdtemp(prefix="orsta-fuzz-")) / "tiny-lm")
+    judges = {"tiny": {"backend": "transformers", "model": str(judge), "device": "cpu", "max_new_tokens": 4}}
+    router = RewardRouter(records.values(), RewardSettings(reward_timeout_s=args.timeout, judges=judges))
     names = sorted(REWARDS)
     cases: dict[str, list[tuple[str, str]]] = {name: [] for name in names}
     for i in range(args.cases):

@@ -202,6 +202,21 @@ class OrstaConfig:
             "instead of stopping; a missing or unreadable file still stops the run."
         },
     )
+    # --- judges (issue 14) ---
+    judges: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Model judges for the 'judge' verifier: {name: {backend: transformers|openai, model, ...}} "
+            "(see orsta_trl/rewards/judges.py for each backend's keys)."
+        },
+    )
+    judge_failure: str = field(
+        default="zero",
+        metadata={
+            "help": "What a judge that gives no reply (timeout, error) scores: 'zero', or 'skip' (None to TRL, "
+            "which leaves the completion out of the advantage)."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.train_files, str):
@@ -226,6 +241,7 @@ class OrstaConfig:
         if self.dump_format not in ("jsonl", "parquet"):
             raise ValueError(f"dump_format must be 'jsonl' or 'parquet', got {self.dump_format!r}")
         _check_data_settings(self)
+        _check_judges(self)
         from orsta_trl.verifiers.schedule import validate_schedule
 
         _check_tools(self)
@@ -315,6 +331,17 @@ def _check_warmup(config: OrstaConfig) -> None:
         )
     if "{answer}" not in config.warmup_sft_template:
         raise ValueError(f"warmup_sft_template must contain {{answer}}, got {config.warmup_sft_template!r}")
+
+
+def _check_judges(config: OrstaConfig) -> None:
+    """``judges`` and ``judge_failure`` (issue 14): every judge definition is checked here, with the recipe."""
+    from orsta_trl.rewards.judges import judge_configs
+
+    if config.judge_failure not in ("zero", "skip"):
+        raise ValueError(f"judge_failure must be 'zero' or 'skip', got {config.judge_failure!r}")
+    if config.judges is None:  # `judges:` left empty in YAML
+        config.judges = {}
+    judge_configs(config.judges)
 
 
 def orsta_config_from(path: str | Path | None) -> OrstaConfig:

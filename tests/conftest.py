@@ -137,3 +137,23 @@ def math_verify_reference(gold: str, completion: str) -> bool | None:
         )
     except Exception:
         return None
+
+
+# ---- judges (issue 14)
+
+
+@pytest.fixture(scope="session")
+def sevens_judge(tiny_lm, tmp_path_factory) -> Path:
+    """The tiny text LM, told by its generation config to say nothing but "7": a judge with a known reply."""
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    folder = tmp_path_factory.mktemp("judges") / "sevens"
+    shutil.copytree(tiny_lm, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    keep = tokenizer.convert_tokens_to_ids("7")
+    config = GenerationConfig.from_pretrained(folder)
+    config.suppress_tokens = [i for i in range(len(tokenizer)) if i != keep]
+    config.save_pretrained(folder)
+    return folder

@@ -55,6 +55,13 @@ CASES = [
     ),
     ("tool", "4", {}, [r"<think>t</think><answer>\boxed{4}</answer>", "<tool_call>{}</tool_call>"]),
     ("plan", None, {}, [PLAN, '{"steps": []}']),
+    # without a reply (no judge asked) a judged completion scores 0 with judge_error; replies: tests/test_judge.py
+    (
+        "judge",
+        {"reference": "a red square", "rubric": "names the colour"},
+        {"judge": "tiny", "max_answer_chars": 300},
+        ["red", ""],
+    ),
 ]
 GARBAGE = ("", "\x00\ud800", "{" * 500, "<answer>" * 50, "]" * 1000 + "[{", "\\boxed{" * 200, "</answer>" * 3)
 CTX = Context(image_sizes=((100, 100),))
@@ -115,8 +122,9 @@ def test_tag_blocks_match_the_regex_they_replace_in_linear_time():
 
 
 @pytest.fixture(scope="module")
-def every_verifier():
-    """One record per registered verifier (the first case of each), behind one router with its worker pool."""
+def every_verifier(tiny_lm):
+    """One record per registered verifier (the first case of each), behind one router with its worker pool;
+    the judge is the tiny text LM (random weights: its replies are noise, scored as unparsable)."""
     from orsta_trl.data.records import Record, prepare_reward
     from orsta_trl.rewards import RewardRouter, RewardSettings
 
@@ -134,7 +142,10 @@ def every_verifier():
         )
         for name, (gt, p) in sorted(first.items())
     ]
-    router = RewardRouter(records, RewardSettings(reward_timeout_s=1.0))
+    judges = {
+        "tiny": {"backend": "transformers", "model": str(tiny_lm), "device": "cpu", "max_new_tokens": 4}
+    }
+    router = RewardRouter(records, RewardSettings(reward_timeout_s=1.0, judges=judges))
     router.start()
     router.score(records, [WARM_UP] * len(records))
     yield router, records

@@ -81,6 +81,7 @@ class Record:
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
     raw_reward: dict = field(default_factory=dict)
+    location: str = ""  # file:line (or records[i]) it was read from, for errors found after loading
 
     @property
     def key(self) -> tuple[str, str]:
@@ -314,7 +315,7 @@ def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str
             reward.verifier.check_images(reward.gold, reward.params, sizes)
         except FieldError as exc:
             raise fail(exc.field, exc.message) from None
-    return Record(rid, source, prompt, paths, reward, sizes, dict(extra), dict(reward_raw))
+    return Record(rid, source, prompt, paths, reward, sizes, dict(extra), dict(reward_raw), location)
 
 
 def prepare_reward(raw: Any) -> RewardSpec:

@@ -13,6 +13,11 @@ hands each TRL call's samples to a callback (the trainer's monitor). The router 
   :class:`~orsta_trl.rewards.pool.WorkerPool`, de-duplicated across the batch, each under
   ``reward_timeout_s`` of CPU time; a job past the limit scores 0 with ``reason="timeout"``. Everything else
   runs here.
+* ``judge`` records (a model grades the answer) are collected across the batch and sent to their judges by
+  :class:`~orsta_trl.rewards.judging.Judging`: each distinct prompt once, each judge called once per batch;
+  the reply reaches the verifier as ``score(..., reply=)``. A judge that gives no reply scores 0 with
+  ``judge_timeout`` / ``judge_error``, and reaches TRL as None under ``judge_failure: skip``. The judges'
+  seconds and failures per data_source are logged (``judge/<data_source>/seconds|failures``).
 * Nothing a completion contains can raise: a verifier bug scores 0 with ``reason="verifier_error:..."``.
 """
 
@@ -26,6 +31,15 @@ from orsta_trl.data.chat import messages_text
 from orsta_trl.data.records import Record
 from orsta_trl.errors import DataError
 from orsta_trl.rewards.formula import combine
+from orsta_trl.rewards.judges import JudgeFailure
+from orsta_trl.rewards.judging import (
+    JudgeStats,
+    Judging,
+    check_judges,
+    judged_sources,
+    question_text,
+    skipped,
+)
 from orsta_trl.rewards.pool import Outcome, Task, WorkerPool
 from orsta_trl.rewards.rollout import read_rollout
 from orsta_trl.rewards.sample import Sample
@@ -49,6 +63,8 @@ class RewardRouter:
         self.records: dict[tuple[str, str], Record] = {r.key: r for r in records}
         self.settings = settings or RewardSettings()
         self._pool: WorkerPool | None = None
+        self.judging = Judging(self.settings)
+        self.judged_sources = judged_sources(self.records.values())
 
     @property
     def pool(self) -> WorkerPool:
@@ -97,6 +113,10 @@ class RewardRouter:
         ``records`` need not be the router's own (evaluation scores its held-out records here). ``rollouts``
         gives per-completion generation data for the verifiers' context (the tool loop's real outcomes).
         """
+        return self._score(records, texts, progress, iou_override=iou_override, rollouts=rollouts)[0]
+
+    def _score(self, records, texts, progress=1.0, *, iou_override=None, rollouts=None):
+        """:meth:`score`, plus the batch's :class:`~orsta_trl.rewards.judging.JudgeStats`."""
         rollouts = [None] * len(texts) if rollouts is None else list(rollouts)
         unique: dict[tuple, int] = {}
         order = [
@@ -108,11 +128,15 @@ class RewardRouter:
             firsts.setdefault(slot, triple)
         verdicts: list[Verdict | None] = [None] * len(unique)
         waiting: list[tuple[int, str, Record, Context, Task]] = []
+        judged: list[tuple[int, str, Record, Context, tuple[str, str, str]]] = []
         for slot, (record, text, rollout) in firsts.items():
             spec = record.reward
             ctx = self.context(record, progress, iou_override, rollout)
             job = _safe_slow_job(spec, text, ctx) if spec.verifier.isolated else None
-            if job is None:
+            request = _judge_request(record, text)
+            if request is not None:
+                judged.append((slot, text, record, ctx, request))
+            elif job is None:
                 verdicts[slot] = _safe_score(spec, text, ctx)
             else:
                 task = Task(spec.verifier.name, job, spec.verifier.job_affinity(job))
@@ -127,10 +151,20 @@ class RewardRouter:
                     if isinstance(result, Outcome)
                     else _safe_score(record.reward, text, ctx, slow=result)
                 )
-        return [
+        stats = JudgeStats()
+        if judged:
+            replies, stats = self.judging.ask([request for *_, request in judged])
+            for (slot, text, record, ctx, _), reply in zip(judged, replies, strict=True):
+                verdicts[slot] = (
+                    _failed(record.reward, reply.reason)
+                    if isinstance(reply, JudgeFailure)
+                    else _safe_score(record.reward, text, ctx, reply=reply)
+                )
+        samples = [
             _sample(record, text, verdicts[slot], rollout)
             for record, text, slot, rollout in zip(records, texts, order, rollouts, strict=True)
         ]
+        return samples, stats
 
     def score_batch(
         self,
@@ -155,10 +189,13 @@ class RewardRouter:
             texts, slots = [completion_text(c) for c in completions], None
         progress = training_progress(trainer_state)
         keys = list(zip(data_source, id, strict=True))
-        samples = self.score(self.lookup(keys), texts, progress, rollouts=slots)
+        samples, stats = self._score(self.lookup(keys), texts, progress, rollouts=slots)
         if log_metric is not None:
             log_metric("reward/iou_threshold", self.threshold(progress))
             log_metric("reward/seconds", time.perf_counter() - started)
+            if self.judged_sources:
+                for name, value in stats.metrics(self.judged_sources, self.judging.configs).items():
+                    log_metric(name, value)
         if log_extra is not None:
             log_extra("reason", [s.reason or "" for s in samples])
         return samples
@@ -171,18 +208,24 @@ class RewardRouter:
         def orsta(prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
             samples = self.score_batch(completions, rollouts=rollouts, **kwargs)
             on_samples(samples, prompts=prompts, completion_ids=completion_ids)
-            return [s.reward for s in samples]
+            return self.trl_rewards(samples)
 
         return orsta
 
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float]:
-        """TRL's reward-function protocol: one float per completion."""
-        return [s.reward for s in self.score_batch(completions, **kwargs)]
+    def trl_rewards(self, samples: Sequence[Sample]) -> list[float | None]:
+        """The rewards TRL gets: each sample's, or None where ``judge_failure: skip`` leaves a sample out."""
+        return [None if skipped(s.reason, self.settings) else s.reward for s in samples]
+
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float | None]:
+        """TRL's reward-function protocol: one float (or None) per completion."""
+        return self.trl_rewards(self.score_batch(completions, **kwargs))
 
     def close(self) -> None:
+        """Stop the worker pool and release the judges' models and connections."""
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        self.judging.close()
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -192,11 +235,25 @@ class RewardRouter:
 
 def check_ready(records: Iterable[Record], settings: RewardSettings) -> list:
     """Raise NotReady when a verifier the records use cannot score here; return those verifiers."""
+    records = list(records)
     verifiers = list({r.reward.verifier.name: r.reward.verifier for r in records}.values())
     ctx = Context(settings=settings)
     for verifier in verifiers:
         verifier.check_ready(ctx)
+    check_judges(records, settings)
     return verifiers
+
+
+def _judge_request(record: Record, text: str) -> tuple[str, str, str] | None:
+    """(judge name, prompt, data_source) for a judged record's completion with an answer, else None."""
+    spec = record.reward
+    if spec.verifier.name != "judge":
+        return None
+    try:
+        prompt = spec.verifier.request(text, spec.gold, spec.params, question_text(record))
+    except Exception:  # let score() report the problem in-process
+        return None
+    return None if prompt is None else (spec.params.judge, prompt, record.data_source)
 
 
 def _rollout_key(rollout: Mapping | None):

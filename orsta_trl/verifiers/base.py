@@ -86,7 +86,9 @@ class RewardSettings:
     * ``iou_schedule``: the dynamic IoU threshold, pairs (progress from which it applies, threshold);
     * ``reward_timeout_s``: the CPU-time limit of one slow job (math-verify) in a worker process;
     * ``reward_workers``: worker processes per rank (0: the usable cores divided among the node's ranks);
-    * ``rewrite_embedder``: the sentence-embedding model of the ``rewrite`` verifier.
+    * ``rewrite_embedder``: the sentence-embedding model of the ``rewrite`` verifier;
+    * ``judges``, ``judge_failure``: the recipe's judge definitions (name → mapping) for the ``judge`` verifier,
+      and what a judge that gives no reply scores (``"zero"``, or ``"skip"``: None to TRL).
     """
 
     min_pixels: int = DEFAULT_MIN_PIXELS
@@ -95,6 +97,9 @@ class RewardSettings:
     reward_timeout_s: float = 2.0
     reward_workers: int = 0
     rewrite_embedder: str | None = None
+    # --- judges (issue 14) ---
+    judges: Mapping[str, Any] = field(default_factory=dict)
+    judge_failure: str = "zero"
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from orsta_trl.verifiers.count import CountVerifier
 from orsta_trl.verifiers.detection import DetectionVerifier
 from orsta_trl.verifiers.docparse import DocparseVerifier
 from orsta_trl.verifiers.json_output import JsonVerifier
+from orsta_trl.verifiers.judge import JudgeVerifier
 from orsta_trl.verifiers.maths import MathVerifier
 from orsta_trl.verifiers.ocr import OcrVerifier
 from orsta_trl.verifiers.plan import PlanVerifier
@@ -25,6 +26,7 @@ REGISTRY: dict[str, Verifier] = {
         JsonVerifier(),
         RewriteVerifier(),
         PlanVerifier(),
+        JudgeVerifier(),
     )
 }
 REGISTRY["tool"] = ToolVerifier(REGISTRY)  # resolves its answer verifier in this same registry
