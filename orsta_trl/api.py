@@ -16,6 +16,7 @@ Everything that can be wrong with the recipe or the data is raised (as :class:`~
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     if eval_records:
         say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
     check_ready([*records, *eval_records], orsta.reward_settings())
-    _sampling_plan(records, records, orsta)  # curriculum without pass_rate: fails before the model
+    _sampling_plan(records, orsta)  # curriculum without pass_rate: fails before the model
 
     # ---- processor and model
     try:
@@ -126,7 +127,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
             f"max_prompt_length={orsta.max_prompt_length} (raise it, or lower max_pixels)"
         )
     dataset = to_trl_dataset(kept, vision=vision)
-    sampling = _sampling_plan(records, kept, orsta)  # mixture weights and curriculum (issue 10)
+    sampling = _sampling_plan(kept, orsta)  # mixture weights and curriculum (issue 10)
 
     # ---- tools (issue 11): our tool-capable chat template; built-in, user and MCP tools (servers start here)
     toolset = _toolset(orsta, processor, vision)
@@ -165,10 +166,9 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     return trainer
 
 
-def _sampling_plan(loaded, records, orsta):
-    """The mixture / curriculum plan (None without either) of ``records``, the kept part of ``loaded``, which
-    holds every record of the recipe's files in file order (how each record's file is found)."""
-    from orsta_trl.data.records import iter_raw_records
+def _sampling_plan(records, orsta):
+    """The mixture / curriculum plan of ``records`` (None without either). Each record's file, whose weight it
+    takes, is read from its location (``path:line`` or ``path[row]``), so skipped records shift nothing."""
     from orsta_trl.data.sampling import sampling_plan
 
     if orsta.datasets is None and orsta.curriculum is None:
@@ -176,15 +176,9 @@ def _sampling_plan(loaded, records, orsta):
     origins, weights = {}, None
     if orsta.datasets is not None:
         weights = [float(item.get("weight", 1.0)) for item in orsta.datasets]
-        position, files = 0, []
-        for index, item in enumerate(orsta.datasets):  # load_records keeps file order: count each file's rows
-            n = sum(1 for _ in iter_raw_records(item["path"]))
-            files.append((position, position + n, index))
-            position += n
-        by_position = {}
-        for start, end, index in files:
-            by_position.update(dict.fromkeys(range(start, end), index))
-        origins = {r.key: by_position[i] for i, r in enumerate(loaded)}
+        index_of = {str(Path(item["path"])): index for index, item in enumerate(orsta.datasets)}
+        for record in records:  # location: "path:line" (JSONL) or "path[row]" (Parquet)
+            origins[record.key] = index_of[re.sub(r"(:\d+|\[\d+\])$", "", record.location)]
     return sampling_plan(records, origins, weights, orsta.curriculum)
 
 
