@@ -8,10 +8,27 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+# lines a notebook's printed output must contain: what it shows really happened
+PRINTED = {
+    "03_data": [
+        "wrote 8 record(s)",  # COCO, per category
+        "skipped 1 (missing_image)",
+        "skipped 1 (no_boxes)",
+        "note: 1 x crowd annotation left out",
+        "read 14, kept 8, removed 6",
+        "detection          removed      2",
+        "choice             removed      2",
+        "math_answer        removed      2",
+        "dropped by detection: a box covers 78% of the image (max 50%)",
+        "read 14, kept 11, removed 3",  # max_per_category 20, choice off
+        "did you mean 'max_per_category'?",
+        "6 records load from",
+    ],
+}
 
 
 def test_there_are_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_rewards.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_quickstart.ipynb", "02_rewards.ipynb", "03_data.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -42,3 +59,6 @@ def test_notebook_runs_top_to_bottom(path):
     ).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
+    printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    missing = [line for line in PRINTED.get(path.stem, []) if line not in printed]
+    assert not missing, f"{path.name} did not print {missing}"
