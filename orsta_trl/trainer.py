@@ -17,8 +17,8 @@ What it changes, and why:
   ``environment_factory``; TRL's own loop runs them (tool tokens masked from the loss), and the reward function
   reads each completion as a rollout with its real tool outcomes.
 * ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log,
-  and the prompts seen so far per source (``train/data/seen/<data_source>``, counted since this process
-  started; TensorBoard only).
+  and the prompts seen so far per source (``train/data/seen/<data_source>``, over the whole run: restored
+  from the checkpoint's summary on resume; TensorBoard only).
 * ``_get_train_sampler``: with a weighted mixture (``datasets``) or ``curriculum: pass_rate`` the order of
   prompts comes from :class:`orsta_trl.data.sampling.MixtureSampler` (weights and curriculum, derived from
   seed + epoch so a resume replays it) instead of TRL's ``RepeatSampler``, whose repetition contract it keeps.
@@ -142,6 +142,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
         if resume_from_checkpoint:  # the summary of the steps before the checkpoint
             self.summary = SourceSummary.load(resume_from_checkpoint)
+            self.seen = {s: n / self.num_generations for s, n in self.summary.counts().items()}
             self._warn_inside_generation_cycle(resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 

@@ -50,6 +50,7 @@ def test_a_local_folder_counts_as_the_real_model(tiny_vl):
 def test_plan_prints_a_table_for_every_shipped_recipe(tiny_vl, tmp_path, monkeypatch, capsys):
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo/tiny-vl").symlink_to(tiny_vl)  # the tiny recipe's model, as `make demo` builds it
+    (tmp_path / "demo/warm").symlink_to(tiny_vl)  # the demo recipe's warmed-up model (the same architecture)
     monkeypatch.chdir(tmp_path)
     assert len(RECIPES) >= 4
     assert run_cli(["plan", *map(str, RECIPES)]) == 0

@@ -31,6 +31,13 @@ class SourceSummary:
             acc[2] += float(row.accuracy)
             acc[3] += int(row.length)
 
+    def counts(self) -> dict[str, int]:
+        """Completions scored so far per data_source, over the whole run (a resume included)."""
+        counts: dict[str, int] = {}
+        for (_, source), acc in self.sums.items():
+            counts[source] = counts.get(source, 0) + int(acc[0])
+        return counts
+
     def save(self, folder: str | Path) -> Path:
         """Write the sums to ``folder/orsta_summary.json`` (atomically); return the file's path."""
         path = Path(folder) / FILENAME
