@@ -30,10 +30,12 @@ What it changes, and why:
   (:mod:`orsta_trl.models.checkpoint`) and a missing key is an error.
 * ``_save_checkpoint`` / ``train``: the end-of-run summary's sums are saved in each checkpoint (before TRL's
   ``trainer_state.json``, the file that marks a checkpoint complete) and read back on resume, so that the
-  summary covers the whole run; TensorBoard continues the earlier log folder (:class:`~orsta_trl.monitor.tensorboard.OrstaTensorBoard`,
-  which also writes each log call as one event).
-  A save interrupted by Ctrl-C or an error removes its half-written folder; ``resume_from_checkpoint: true``
-  takes the last *complete* checkpoint (after a SIGKILL mid-save the incomplete folder is skipped).
+  summary covers the whole run. A save interrupted by Ctrl-C or an error removes its half-written folder;
+  ``resume_from_checkpoint: true`` takes the last *complete* checkpoint (after a SIGKILL mid-save the incomplete
+  folder is skipped).
+* TensorBoard: transformers' callback is swapped in place for
+  :class:`~orsta_trl.monitor.tensorboard.OrstaTensorBoard`, which writes each log call (hundreds of per-source
+  scalars) as one event, and continues the earlier log folder on resume, so a resumed run shows as one run.
 * Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
   before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. TRL's own
   sampled evaluation is not used.
@@ -127,8 +129,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
             if any(isinstance(c, printer) for c in self.callback_handler.callbacks):
                 self.remove_callback(printer)
                 self.add_callback(_console(printer)())
-        # TensorBoard replaced in place: it must open its folder before the first evaluation logs
-        use_orsta_tensorboard(self)  # one event per log call; one continuous run across a resume
+        use_orsta_tensorboard(self)  # in place: it must open its folder before the first evaluation logs
 
     # ---- resume: the checkpoint's weights under the model's own names (transformers #43701)
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
@@ -221,7 +222,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
             logs.update({log_key(f"{SEEN_TAG}/{source}"): n for source, n in sorted(self.seen.items())})
         super().log(logs, start_time)
 
-    # ---- prompt order: weighted mixtures and the pass_rate curriculum (issue 10)
+    # ---- prompt order: TRL's sampler with an epoch, or a weighted mixture / pass_rate curriculum
     def _get_train_sampler(self, dataset=None):
         plan = self.sampling
         if plan is None or not plan.active:
