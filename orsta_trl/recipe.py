@@ -37,6 +37,9 @@ class OrstaConfig:
     Prompts: ``max_prompt_length``. Rewards: ``iou_schedule``, ``reward_timeout_s``, ``reward_workers``,
     ``rewrite_embedder``. Evaluation: ``eval_datasets``, ``eval_iou_threshold``, ``eval_max_samples``.
     Monitoring: ``dump_completions``, ``dump_format``, ``correct_threshold``, ``reflection_words``.
+    Data engineering: ``prompt_pool*``, ``datasets`` (a weighted mixture), ``curriculum``, ``skip_invalid``.
+    Tools: ``tools``, ``tool_modules``, ``mcp_servers``, ``tool_timeout_s``, ``tool_memory_mb``.
+    Warm-up: ``warmup_sft_*``. Judges: ``judges``, ``judge_failure``. LoRA keys are TRL's ``ModelConfig``'s.
     """
 
     train_files: list[str] = field(
@@ -240,11 +243,8 @@ class OrstaConfig:
             raise ValueError(f"dump_completions is a share in [0, 1], got {self.dump_completions}")
         if self.dump_format not in ("jsonl", "parquet"):
             raise ValueError(f"dump_format must be 'jsonl' or 'parquet', got {self.dump_format!r}")
-        _check_data_settings(self)
-        _check_judges(self)
         from orsta_trl.verifiers.schedule import validate_schedule
 
-        _check_tools(self)
         pairs = validate_schedule(self.iou_schedule)
         thresholds = [threshold for _, threshold in pairs]
         if any(later < earlier for earlier, later in itertools.pairwise(thresholds)):
@@ -256,7 +256,10 @@ class OrstaConfig:
                 UserWarning,
                 stacklevel=2,
             )
+        _check_data_settings(self)
+        _check_tools(self)
         _check_warmup(self)
+        _check_judges(self)
 
     def reward_settings(self) -> RewardSettings:
         """The reward settings of this recipe, one object, filled by field name (each is a recipe key)."""
