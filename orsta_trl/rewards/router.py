@@ -36,6 +36,7 @@ from orsta_trl.rewards.judging import (
     JudgeStats,
     Judging,
     check_judges,
+    is_judged,
     judged_sources,
     question_text,
     skipped,
@@ -246,9 +247,9 @@ def check_ready(records: Iterable[Record], settings: RewardSettings) -> list:
 
 def _judge_request(record: Record, text: str) -> tuple[str, str, str] | None:
     """(judge name, prompt, data_source) for a judged record's completion with an answer, else None."""
-    spec = record.reward
-    if spec.verifier.name != "judge":
+    if not is_judged(record):
         return None
+    spec = record.reward
     try:
         prompt = spec.verifier.request(text, spec.gold, spec.params, question_text(record))
     except Exception:  # let score() report the problem in-process
