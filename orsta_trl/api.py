@@ -16,7 +16,6 @@ Everything that can be wrong with the recipe or the data is raised (as :class:`~
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,13 +151,14 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
             sampling=sampling,
             toolset=toolset,
         )
-    except BaseException:
+        pool = router.start(also=eval_records)
+    except BaseException:  # nothing started here outlives a failed build: tool servers, reward workers
         if toolset is not None:
             toolset.close()
+        router.close()
         raise
     trainer.dropped = dict(dropped)
     trainer.skipped = skipped + skipped_eval
-    pool = router.start(also=eval_records)
     if pool is not None:
         say(pool.describe())
     state = trainer.accelerator.state
@@ -167,8 +167,8 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
 
 
 def _sampling_plan(records, orsta):
-    """The mixture / curriculum plan of ``records`` (None without either). Each record's file, whose weight it
-    takes, is read from its location (``path:line`` or ``path[row]``), so skipped records shift nothing."""
+    """The mixture / curriculum plan of ``records`` (None without either); each record takes the weight of the
+    ``datasets`` entry it was loaded from (``Record.origin``)."""
     from orsta_trl.data.sampling import sampling_plan
 
     if orsta.datasets is None and orsta.curriculum is None:
@@ -176,9 +176,7 @@ def _sampling_plan(records, orsta):
     origins, weights = {}, None
     if orsta.datasets is not None:
         weights = [float(item.get("weight", 1.0)) for item in orsta.datasets]
-        index_of = {str(Path(item["path"])): index for index, item in enumerate(orsta.datasets)}
-        for record in records:  # location: "path:line" (JSONL) or "path[row]" (Parquet)
-            origins[record.key] = index_of[re.sub(r"(:\d+|\[\d+\])$", "", record.location)]
+        origins = {record.key: record.origin for record in records}
     return sampling_plan(records, origins, weights, orsta.curriculum)
 
 

@@ -180,7 +180,21 @@ def filter_difficulty(
     out = Path(out)
     cache_path = Path(cache) if cache else out.with_name(out.name + ".cache.jsonl")
     fingerprint = hashlib.sha256(
-        json.dumps([str(model), k, temperature, seed, max_new_tokens, iou, orsta.prompt_pool]).encode()
+        json.dumps(  # everything the cached statistics depend on
+            [
+                str(model),
+                k,
+                temperature,
+                seed,
+                max_new_tokens,
+                iou,
+                orsta.prompt_pool,
+                orsta.correct_threshold,
+                orsta.min_pixels if recipe else None,
+                orsta.max_pixels if recipe else None,
+                repr(orsta.reward_settings()),
+            ]
+        ).encode()
     ).hexdigest()[:16]
     done = _read_cache(cache_path, fingerprint)
     todo = [r for r in records if r.key not in done]

@@ -17,8 +17,8 @@ What it changes, and why:
   ``environment_factory``; TRL's own loop runs them (tool tokens masked from the loss), and the reward function
   reads each completion as a rollout with its real tool outcomes.
 * ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log,
-  and the prompts seen so far per source (``train/data/seen/<data_source>``, over the whole run: restored
-  from the checkpoint's summary on resume; TensorBoard only).
+  and the prompts seen so far per source (``train/data/seen/<data_source>``, over the whole run: the end-of-run
+  summary's counts, restored from the checkpoint on resume; TensorBoard only).
 * ``_get_train_sampler``: with a weighted mixture (``datasets``) or ``curriculum: pass_rate`` the order of
   prompts comes from :class:`orsta_trl.data.sampling.MixtureSampler` (weights and curriculum, derived from
   seed + epoch so a resume replays it) instead of TRL's ``RepeatSampler``, whose repetition contract it keeps.
@@ -96,7 +96,6 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.eval_records = list(eval_records or [])
         self.summary = SourceSummary()
         self.sampling = sampling  # orsta_trl.data.sampling.SamplingPlan (issue 10), or None
-        self.seen: dict[str, float] = {}
         #: The run's tools (:class:`orsta_trl.tools.registry.ToolSet`), handed to TRL's tool loop; None: no tools.
         self.toolset = toolset
         if toolset is not None:
@@ -143,7 +142,6 @@ class OrstaGRPOTrainer(GRPOTrainer):
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
         if resume_from_checkpoint:  # the summary of the steps before the checkpoint
             self.summary = SourceSummary.load(resume_from_checkpoint)
-            self.seen = {s: n / self.num_generations for s, n in self.summary.counts().items()}
             self._warn_inside_generation_cycle(resume_from_checkpoint)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
@@ -205,8 +203,6 @@ class OrstaGRPOTrainer(GRPOTrainer):
             for i, (row, _) in enumerate(gathered)
         ]
         self.source_monitor.update(rows)
-        for row in rows:  # num_generations completions per prompt
-            self.seen[row.data_source] = self.seen.get(row.data_source, 0.0) + 1.0 / self.num_generations
         self.summary.update(step, rows)
         if self.dumper is not None and self.accelerator.is_main_process:
             self.dumper.write(step + 1, rows, [p for _, p in gathered])
@@ -219,7 +215,8 @@ class OrstaGRPOTrainer(GRPOTrainer):
                 {"step": self.state.global_step, "tag": tag, "value": value} for tag, value in window.items()
             )
             logs = {**logs, **{log_key(tag): value for tag, value in window.items()}}
-            logs.update({log_key(f"{SEEN_TAG}/{source}"): n for source, n in sorted(self.seen.items())})
+            seen = sorted(self.summary.totals.items())  # num_generations completions per prompt
+            logs.update({log_key(f"{SEEN_TAG}/{source}"): n / self.num_generations for source, n in seen})
         super().log(logs, start_time)
 
     # ---- prompt order: TRL's sampler with an epoch, or a weighted mixture / pass_rate curriculum

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import REPO
 
 from orsta_trl.cli import build_parser, exit_on_error
@@ -45,6 +46,29 @@ def test_a_local_folder_counts_as_the_real_model(tiny_vl):
     assert sizes.vision == sum(p.numel() for p in model.model.visual.parameters())
     q = [m for n, m in model.named_modules() if n.endswith("q_proj") and "visual" not in n]
     assert q and sizes.lora == sum(4 * (m.in_features + m.out_features) for m in q)
+
+
+def test_lora_counts_follow_what_training_adapts(tiny_vl):
+    """No targets: the projections training adapts (models/lora.py); all-linear: every language linear layer
+    but the head. Counted against the modules themselves."""
+    from orsta_trl.models.loading import load_model
+    from orsta_trl.models.lora import PROJECTIONS
+
+    model = load_model(str(tiny_vl), vision=True)
+    language = [
+        (n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "visual" not in n
+    ]
+
+    def count(names):
+        return sum(4 * (m.in_features + m.out_features) for n, m in language if n.split(".")[-1] in names)
+
+    assert model_sizes(str(tiny_vl), lora_r=4).lora == count(PROJECTIONS) > 0
+    every = {n.split(".")[-1] for n, _ in language} - {"lm_head"}
+    assert (
+        model_sizes(str(tiny_vl), lora_r=4, lora_targets=["all-linear"]).lora
+        == count(every)
+        >= count(PROJECTIONS)
+    )
 
 
 def test_plan_prints_a_table_for_every_shipped_recipe(tiny_vl, tmp_path, monkeypatch, capsys):

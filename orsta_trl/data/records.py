@@ -82,6 +82,7 @@ class Record:
     extra: dict = field(default_factory=dict)
     raw_reward: dict = field(default_factory=dict)
     location: str = ""  # file:line (or records[i]) it was read from, for errors found after loading
+    origin: int = 0  # index of the file (or in-memory list item) it came from, in the list that was loaded
 
     @property
     def key(self) -> tuple[str, str]:
@@ -199,12 +200,13 @@ def split_records(source, *, image_sizes: str = "all") -> tuple[list[Record], li
     if source and all(isinstance(item, Record) for item in source):
         return source, []
     records, errors, seen = [], [], {}
-    for location, raw, base_dir in _raw_records(source):
+    for origin, location, raw, base_dir in _raw_records(source):
         try:
             record = validate_record(raw, location, base_dir, image_sizes=image_sizes)
         except RecordError as exc:
             errors.append(exc)
             continue
+        record.origin = origin
         if record.key in seen:
             errors.append(
                 RecordError(
@@ -243,14 +245,15 @@ def skipped_report(errors: list[RecordError]) -> str:
     )
 
 
-def _raw_records(source: list) -> Iterator[tuple[str, Any, Path]]:
-    """(location, raw record, folder that relative image paths start from) for files and in-memory dicts."""
+def _raw_records(source: list) -> Iterator[tuple[int, str, Any, Path]]:
+    """(index of the item in ``source``, location, raw record, folder that relative image paths start from) for
+    files and in-memory dicts."""
     for index, item in enumerate(source):
         if isinstance(item, str | Path):
             for location, raw in iter_raw_records(item):
-                yield location, raw, Path(str(item)).parent
+                yield index, location, raw, Path(str(item)).parent
         else:
-            yield f"records[{index}]", item, Path.cwd()
+            yield index, f"records[{index}]", item, Path.cwd()
 
 
 def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str = "all") -> Record:

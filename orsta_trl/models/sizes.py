@@ -52,7 +52,8 @@ def model_sizes(name: str, lora_r: int = 16, lora_targets: list[str] | None = No
     Args:
         name: a local model folder or a known hub name.
         lora_r: LoRA rank.
-        lora_targets: linear-layer names LoRA adapts in the language model (default: PEFT's q_proj, v_proj).
+        lora_targets: linear-layer names LoRA adapts in the language model, or ``all-linear`` (default: the
+            projections training adapts, :data:`orsta_trl.models.lora.PROJECTIONS`).
 
     Returns:
         :class:`ModelSizes`.
@@ -68,11 +69,19 @@ def model_sizes(name: str, lora_r: int = 16, lora_targets: list[str] | None = No
     visual = next((m for n, m in model.named_modules() if n == "visual" or n.endswith(".visual")), None)
     vis = sum(p.numel() for p in visual.parameters()) if visual is not None else 0
     merger = sum(p.numel() for p in visual.merger.parameters()) if hasattr(visual, "merger") else 0
-    targets = set(lora_targets or ["q_proj", "v_proj"])
+    from orsta_trl.models.lora import PROJECTIONS
+
+    targets = set(lora_targets or PROJECTIONS)  # what training adapts by default (models/lora.py)
+    every_linear = "all-linear" in targets  # PEFT's: every linear layer but the output head
     lora = 0
     for module_name, module in model.named_modules():
         in_vision = ".visual" in f".{module_name}"
-        if isinstance(module, torch.nn.Linear) and not in_vision and module_name.split(".")[-1] in targets:
+        leaf = module_name.split(".")[-1]
+        if (
+            isinstance(module, torch.nn.Linear)
+            and not in_vision
+            and (leaf in targets or (every_linear and leaf != "lm_head"))
+        ):
             lora += lora_r * (module.in_features + module.out_features)
     text = getattr(config, "text_config", config)
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads

@@ -21,22 +21,22 @@ FILENAME = "orsta_summary.json"
 class SourceSummary:
     #: (step, data_source) -> [n, Σ reward, Σ accuracy, Σ length]
     sums: dict[tuple[int, str], list[float]] = field(default_factory=dict)
+    #: data_source -> completions scored over the whole run (kept with the sums, derived from them on load)
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for (_, source), acc in self.sums.items():
+            self.totals[source] = self.totals.get(source, 0) + int(acc[0])
 
     def update(self, step: int, rows) -> None:
         """``rows``: the Samples of one step (gathered from every rank)."""
         for row in rows:
+            self.totals[row.data_source] = self.totals.get(row.data_source, 0) + 1
             acc = self.sums.setdefault((int(step), row.data_source), [0, 0.0, 0.0, 0.0])
             acc[0] += 1
             acc[1] += float(row.reward)
             acc[2] += float(row.accuracy)
             acc[3] += int(row.length)
-
-    def counts(self) -> dict[str, int]:
-        """Completions scored so far per data_source, over the whole run (a resume included)."""
-        counts: dict[str, int] = {}
-        for (_, source), acc in self.sums.items():
-            counts[source] = counts.get(source, 0) + int(acc[0])
-        return counts
 
     def save(self, folder: str | Path) -> Path:
         """Write the sums to ``folder/orsta_summary.json`` (atomically); return the file's path."""

@@ -134,7 +134,11 @@ class RewardRouter:
             spec = record.reward
             ctx = self.context(record, progress, iou_override, rollout)
             job = _safe_slow_job(spec, text, ctx) if spec.verifier.isolated else None
-            request = _judge_request(record, text)
+            try:
+                request = _judge_request(record, text)
+            except Exception as exc:  # building the judge's prompt failed: our bug, not the judge's
+                verdicts[slot] = _failed(spec, f"verifier_error:{type(exc).__name__}")
+                continue
             if request is not None:
                 judged.append((slot, text, record, ctx, request))
             elif job is None:
@@ -250,10 +254,7 @@ def _judge_request(record: Record, text: str) -> tuple[str, str, str] | None:
     if not is_judged(record):
         return None
     spec = record.reward
-    try:
-        prompt = spec.verifier.request(text, spec.gold, spec.params, question_text(record))
-    except Exception:  # let score() report the problem in-process
-        return None
+    prompt = spec.verifier.request(text, spec.gold, spec.params, question_text(record))
     return None if prompt is None else (spec.params.judge, prompt, record.data_source)
 
 

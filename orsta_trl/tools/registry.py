@@ -12,11 +12,11 @@ it finishes in the background). The python sandbox and MCP calls enforce the lim
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import importlib
 import inspect
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +27,26 @@ from orsta_trl.tools.result import ToolResult
 #: Built-in tools by recipe name.
 BUILTIN = ("calculator", "python", "crop", "zoom")
 
-_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="orsta-tool")
+
+def _call_with_timeout(fn: Callable, timeout_s: float, args, kwargs):
+    """``fn(*args, **kwargs)`` on a daemon thread of its own: a call past ``timeout_s`` is abandoned (it can
+    neither hold the process open at exit nor take a worker that later calls would wait for)."""
+    outcome: dict[str, Any] = {}
+
+    def run():
+        try:
+            outcome["result"] = fn(*args, **kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"orsta-tool-{getattr(fn, '__name__', 'tool')}", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def guarded(fn: Callable, timeout_s: float | None = None) -> Callable:
@@ -58,10 +77,9 @@ def guarded(fn: Callable, timeout_s: float | None = None) -> Callable:
             if timeout_s is None:
                 result = fn(*args, **kwargs)
             else:
-                future = _EXECUTOR.submit(fn, *args, **kwargs)
                 try:
-                    result = future.result(timeout=timeout_s)
-                except concurrent.futures.TimeoutError:
+                    result = _call_with_timeout(fn, timeout_s, args, kwargs)
+                except TimeoutError:
                     return ToolResult(f"Error: the tool took longer than {timeout_s:g} s", ok=False)
         except Exception as exc:  # a tool never crashes the rollout
             return ToolResult(f"Error: {type(exc).__name__}: {exc}", ok=False)

@@ -187,6 +187,10 @@ def run_python(
             timed_out = True
             _kill_group(process)
             process.wait()
+        except BaseException:  # Ctrl-C or an error here: the child is in its own session, stop it too
+            _kill_group(process)
+            process.wait()
+            raise
         spool.seek(0)
         output = spool.read(max_output * 4 + 1).decode("utf-8", "replace")
         size = spool.seek(0, os.SEEK_END)

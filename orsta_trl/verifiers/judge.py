@@ -259,11 +259,12 @@ class JudgeVerifier(Verifier):
     def score(
         self, text: str, gold: JudgeGold, params: JudgeParams, ctx: Context, reply: str | None = None
     ) -> Verdict:
-        """The verdict from the judge's ``reply`` (None: no reply came, reason ``judge_error``)."""
+        """The verdict from the judge's ``reply`` (None: no reply came, reason ``judge_error``, zero on every part
+        as the rewards layer scores a judge that failed)."""
         if not self.answer(text, params):
             return Verdict(0.0, 0.0, dict.fromkeys(PARTS, 0.0), reason="no_answer")
         if reply is None:
-            return Verdict(0.0, 1.0, dict.fromkeys(PARTS, 0.0), reason="judge_error")
+            return Verdict(0.0, 0.0, dict.fromkeys(PARTS, 0.0), reason="judge_error")
         value = parse_reply(reply, params.parse, params.scale)
         if value is None:
             return Verdict(0.0, 1.0, dict.fromkeys(PARTS, 0.0), reason="judge_unparsable")
