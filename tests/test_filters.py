@@ -105,3 +105,12 @@ def test_prompt_length_rule_counts_image_tokens_like_training(tiny_vl, synth_dat
     out = tmp_path / "out" / "f.jsonl"
     assert cli("filter", "rules", synth_data, out, "--config", rules, "--recipe", recipe) == 0
     assert [r.key for r in load_records(out)] == [r.key for r in expected]
+
+
+def test_a_repeated_id_is_rejected_as_training_would(tmp_path):
+    """The filters (and the difficulty filter, which keys its cache by record) read files as training does."""
+    path = tmp_path / "dup.jsonl"
+    path.write_text("\n".join(json.dumps(rec(rid, "count", 3)) for rid in ("a", "b", "a")) + "\n")
+    with pytest.raises(DataError, match=r"dup.jsonl:3: source 'src', record 'a', field 'id': duplicate id"):
+        filter_rules_file(path, tmp_path / "out.jsonl", rules_config(None))
+    assert not (tmp_path / "out.jsonl").exists()

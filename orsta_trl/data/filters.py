@@ -224,7 +224,8 @@ def apply_rules(
 
 
 def read_with_raw(path: str | Path) -> list[tuple[dict, Record]]:
-    """(raw record, validated Record) of every record of a file; DatasetError if any is invalid.
+    """(raw record, validated Record) of every record of a file; DatasetError if any is invalid or repeats an
+    id within its data_source, as for training.
 
     Args:
         path: a JSONL or Parquet dataset file.
@@ -232,15 +233,21 @@ def read_with_raw(path: str | Path) -> list[tuple[dict, Record]]:
     Returns:
         The pairs, in order.
     """
-    from orsta_trl.data.records import DatasetError, RecordError
+    from orsta_trl.data.records import DatasetError, RecordError, duplicate_id
 
-    pairs, errors = [], []
+    pairs, errors, seen = [], [], {}
     base = Path(str(path)).parent
     for location, raw in iter_raw_records(path):
         try:
-            pairs.append((raw, validate_record(raw, location, base, image_sizes="all")))
+            record = validate_record(raw, location, base, image_sizes="all")
         except RecordError as exc:
             errors.append(exc)
+            continue
+        duplicate = duplicate_id(record, location, seen)
+        if duplicate is not None:
+            errors.append(duplicate)
+        else:
+            pairs.append((raw, record))
     if errors:
         raise DatasetError(errors)
     return pairs

@@ -207,20 +207,36 @@ def split_records(source, *, image_sizes: str = "all") -> tuple[list[Record], li
             errors.append(exc)
             continue
         record.origin = origin
-        if record.key in seen:
-            errors.append(
-                RecordError(
-                    location,
-                    record.data_source,
-                    record.id,
-                    "id",
-                    f"duplicate id within its data_source (first at {seen[record.key]})",
-                )
-            )
+        duplicate = duplicate_id(record, location, seen)
+        if duplicate is not None:
+            errors.append(duplicate)
             continue
-        seen[record.key] = location
         records.append(record)
     return records, errors
+
+
+def duplicate_id(record: Record, location: str, seen: dict) -> RecordError | None:
+    """The error for a record whose (data_source, id) came earlier, else None; ``seen`` (key -> location)
+    remembers it.
+
+    Args:
+        record: a validated record.
+        location: where it was read (``file:line``).
+        seen: the keys read so far, updated here.
+
+    Returns:
+        A RecordError naming the first occurrence, or None.
+    """
+    if record.key in seen:
+        return RecordError(
+            location,
+            record.data_source,
+            record.id,
+            "id",
+            f"duplicate id within its data_source (first at {seen[record.key]})",
+        )
+    seen[record.key] = location
+    return None
 
 
 def skipped_report(errors: list[RecordError]) -> str:

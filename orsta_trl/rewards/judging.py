@@ -87,7 +87,7 @@ class Judging:
         for name, prompt, source in requests:
             key = (name, prompt)
             sources_of[key].append(source)
-            if key in replies or prompt in pending[name]:  # asked already in this batch
+            if key in replies or prompt in pending.get(name, ()):  # asked already in this batch
                 continue
             cache = self._caches.get(name)
             if cache is not None and prompt in cache:

@@ -14,6 +14,7 @@ original image before cropping, so the crop keeps the original's detail.
 from __future__ import annotations
 
 from orsta_trl.tools.result import ToolResult
+from orsta_trl.verifiers.boxes import resized_scale
 
 MIN_SIDE = 28  # one Qwen2.5-VL patch after merging
 
@@ -39,7 +40,6 @@ class _ImageBase:
 
     def _region(self, x1, y1, x2, y2, image_index):
         from PIL import Image
-        from qwen_vl_utils import smart_resize
 
         if not self.images:
             return "Error: this task has no image"
@@ -54,15 +54,13 @@ class _ImageBase:
         if not isinstance(image, Image.Image):
             return "Error: the image is not loaded"
         width, height = image.size
-        rh, rw = smart_resize(
-            height, width, factor=28, min_pixels=self.min_pixels, max_pixels=self.max_pixels
-        )
-        sx, sy = width / rw, height / rh
+        sx, sy = resized_scale(width, height, self.min_pixels, self.max_pixels)
         left, right = sorted((box[0] * sx, box[2] * sx))
         top, bottom = sorted((box[1] * sy, box[3] * sy))
         left, top = max(0.0, left), max(0.0, top)
         right, bottom = min(float(width), right), min(float(height), bottom)
         if right - left < 1 or bottom - top < 1:
+            rw, rh = round(width / sx), round(height / sy)  # the model's frame, the one it gave the box in
             return f"Error: the box {box} lies outside the {rw}x{rh} image or is empty"
         return image.crop((round(left), round(top), round(right), round(bottom))).convert("RGB")
 

@@ -18,6 +18,7 @@ Matching and one image's COCO AP are in :mod:`.box_match`.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -248,3 +249,15 @@ def label_categories(pred_labels: Sequence[str], gt_labels: Sequence[str], match
     g = [ids.setdefault(label.strip().lower(), len(ids)) for label in gt_labels]
     p = [ids.get(label.strip().lower(), -1) for label in pred_labels]
     return np.array(p, dtype=int), np.array(g, dtype=int)
+
+
+@functools.lru_cache(maxsize=4096)
+def resized_scale(width: int, height: int, min_pixels: int, max_pixels: int) -> tuple[float, float]:
+    """Factors (x, y) from Qwen2.5-VL's resized model input (``smart_resize``: sides multiples of 28 within the
+    pixel bounds) back to the original ``width x height`` image: the frame the model answers boxes in."""
+    from qwen_vl_utils import smart_resize  # imports torch: only when a resized frame is first needed
+
+    resized_h, resized_w = smart_resize(
+        height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels
+    )
+    return width / resized_w, height / resized_h

@@ -39,7 +39,6 @@ Where we deviate from (or go beyond) the paper:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +56,7 @@ from orsta_trl.verifiers.boxes import (
     iou_matrix,
     label_categories,
     parse_boxes,
+    resized_scale,
 )
 from orsta_trl.verifiers.schedule import iou_threshold_at
 
@@ -92,16 +92,6 @@ def detection_score(
     return float(_accuracy(n, s, len(pred_boxes), len(gt_boxes), completeness_weight, count_penalty)[0])
 
 
-@functools.lru_cache(maxsize=4096)
-def _resized_scale(width: int, height: int, min_pixels: int, max_pixels: int) -> tuple[float, float]:
-    from qwen_vl_utils import smart_resize  # imports torch: only when a resized box is first scored
-
-    resized_h, resized_w = smart_resize(
-        height, width, factor=28, min_pixels=min_pixels, max_pixels=max_pixels
-    )
-    return width / resized_w, height / resized_h
-
-
 def _scale(pred_coords: str, ctx: Context) -> tuple[float, float] | None:
     """Factors from the prediction's frame to the original image's pixels; None when the size is unusable."""
     if pred_coords == "original":
@@ -114,7 +104,7 @@ def _scale(pred_coords: str, ctx: Context) -> tuple[float, float] | None:
             return None
         if pred_coords == "norm1000":
             return width / 1000.0, height / 1000.0
-        return _resized_scale(
+        return resized_scale(
             int(width), int(height), int(ctx.settings.min_pixels), int(ctx.settings.max_pixels)
         )
     except Exception:
