@@ -97,6 +97,15 @@ def train_cli(overrides: dict, cwd: Path, launcher: list[str] | None = None) -> 
     return result
 
 
+def free_port() -> int:
+    """A TCP port free on the loopback now, so that concurrent test runs (and CI neighbours) never collide."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _flag(value) -> str:
     return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import RECIPE, REPO
+from conftest import RECIPE, REPO, free_port
 
 import orsta_trl
 from orsta_trl.api import check_paths
@@ -142,7 +142,7 @@ def test_a_failing_rank_stops_the_other_with_its_error_shown(tiny_vl, synth_data
         str(Path(sys.executable).parent / "accelerate"),
         *flags.split(),
         "--main_process_port",
-        "29631",
+        str(free_port()),
     ]
     started = time.monotonic()
     run = fault_run(

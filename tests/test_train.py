@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import RECIPE, ocr_ned_dataset, scalar_tags, sevens_dataset, tiny_run, train_cli
+from conftest import RECIPE, free_port, ocr_ned_dataset, scalar_tags, sevens_dataset, tiny_run, train_cli
 from safetensors.torch import load_file
 
 
@@ -81,7 +81,7 @@ def test_two_processes_with_accelerate_launch(tiny_vl, synth_data, tmp_path):
         str(Path(sys.executable).parent / "accelerate"),
         *flags.split(),
         "--main_process_port",
-        "29611",
+        str(free_port()),
     ]
     result = train_cli(
         tiny_run(tiny_vl, data, out, max_steps=2, save_strategy="no", ddp_backend="gloo"),
