@@ -20,7 +20,7 @@ PACKAGE = Path(orsta_trl.__file__).parent
 
 #: Bottom-up layers; a module may import from its own layer and the ones below, never from above.
 LAYERS = [
-    {"errors", "keys", "console"},
+    {"errors", "keys", "console", "user_modules"},
     {"verifiers"},
     {"data", "models", "tools"},
     {"rewards"},
