@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --compile-bytecode --extra deepspeed
 	@touch $@
 
 demo/tiny-vl/config.json: | setup
