@@ -10,16 +10,20 @@ Faults, chosen by environment variables (each a training step, 1-based):
   state not yet);
 * ``FAULT_SERVER=1``: starts a stand-in for a tool or judge server (``python -m http.server`` on loopback, in
   its own session so that a Ctrl-C does not reach it) and registers its stop as a shutdown hook;
+* every run dumps the stacks of all its threads to stderr on ``SIGUSR1`` (a watchdog's view of a hang);
 * ``FAULT_RAISE_ON_RANK`` (with ``FAULT_RAISE_AT_STEP``, default 1): the reward function of that rank raises
   ``RuntimeError("injected failure on rank N")`` at that step, the other ranks carry on into the collectives.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
 from pathlib import Path
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
