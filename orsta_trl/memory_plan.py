@@ -25,7 +25,9 @@ trained, the recipe's 16-bit dtype and no offload they equal DeepSpeed's
 module) exactly; ``benchmarks/memory_plan_vs_deepspeed.py`` prints both for every shipped size. Where the plan
 goes beyond them: it knows frozen parameters (no gradient, no optimizer state), LoRA, and a 32-bit dtype
 (DeepSpeed's formulas assume 16-bit weights); and it adds activations, vLLM and the CUDA context, which the
-estimators leave out. On the CPU under fp32 the persistent states a rank really holds (its weights, fp32 master
+estimators leave out. The total counts the fp32 gradient partition and the activations as one peak, the larger
+of the two: DeepSpeed casts the gradients to fp32 in the optimizer step, after backward freed the activations.
+On the CPU under fp32 the persistent states a rank really holds (its weights, fp32 master
 partition and moments) match the plan to within DeepSpeed's partition padding (tests/test_deepspeed.py); the
 16-bit and fp32 gradients are transient (alive from backward to the optimizer step) and were not measured.
 
@@ -49,6 +51,7 @@ _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "auto": 2, None: 2}
 CONTEXT_GIB = 1.0  # CUDA context and library workspaces per GPU
 #: per trainable parameter, sharded: fp32 master weight 4, AdamW moments 8, DeepSpeed's fp32 gradient partition 4
 OPTIMIZER_BYTES = 16
+FP32_GRAD_BYTES = 4  # the part of OPTIMIZER_BYTES alive only during the optimizer step
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,9 @@ def estimate(sizes: ModelSizes, s: Setup, zero: int, lora: bool, vision_frozen: 
     acts = layers + logits + vision
     vllm = s.vllm_util * s.gpu_gib if s.vllm_colocate else 0.0
     gib = [x / GIB for x in (weights, grads, optim, acts)]
-    total = sum(gib) + vllm + CONTEXT_GIB
+    # the fp32 gradient partition exists only in the optimizer step, after backward has freed the activations
+    fp32_grads = trainable * FP32_GRAD_BYTES / shard / GIB
+    total = gib[0] + gib[1] + gib[2] - fp32_grads + max(gib[3], fp32_grads) + vllm + CONTEXT_GIB
     fits = total <= s.gpu_gib and (not s.vllm_colocate or vllm_need_gib(sizes, s) <= vllm)
     return Row(zero, lora, vision_frozen, *gib, vllm, total, fits, False)
 
