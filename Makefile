@@ -58,6 +58,7 @@ bench: setup
 	$(PY) benchmarks/rewards.py
 	$(PY) benchmarks/monitor_overhead.py
 	$(PY) benchmarks/param_counts.py
+	$(PY) benchmarks/memory_plan_vs_deepspeed.py
 	$(PY) benchmarks/fuzz.py
 	$(PY) benchmarks/scaling.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/trainer_overhead.py
