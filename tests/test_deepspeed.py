@@ -356,3 +356,93 @@ def test_zero3_killed_and_resumed_on_two_nodes_equals_an_uninterrupted_run(tiny_
         assert [s for s, _ in resumed_tags[tag]] == list(range(1, STEPS + 1)), tag
         assert resumed_tags[tag] == tags[tag], tag
     assert all(resumed_tags[t] == tags[t] for t in evals)
+
+
+# ---- LoRA under ZeRO-3, rewarded by a model judge over HTTP and math in reward worker processes
+
+
+def lora_records(path: Path) -> Path:
+    from test_judge import judge_record
+
+    rows = [judge_record(f"c{i}", gold=f"a red square number {i}") for i in range(4)]
+    rows += [
+        {
+            "id": f"q{i}",
+            "data_source": "arith",
+            "prompt": [{"role": "user", "content": f"What is {i} + {i}?"}],
+            "reward": {"verifier": "math", "ground_truth": str(2 * i), "format_weight": 0.5},
+        }
+        for i in range(4)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_lora_under_zero3_with_a_judge_and_reward_workers_resumes_and_merges(tiny_lm, sevens_judge, tmp_path):
+    import torch
+    from judge_server import JudgeServer
+    from safetensors.torch import load_file
+
+    from orsta_trl.models.lora import merge_adapter
+
+    data = lora_records(tmp_path / "records.jsonl")
+    full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
+    with JudgeServer(sevens_judge) as server:
+        judges = {
+            "tiny": {"backend": "openai", "url": server.url, "model": "tiny-judge", "max_new_tokens": 1}
+        }
+        settings = {
+            "model_name_or_path": tiny_lm,
+            "train_files": [data],
+            "max_steps": 2,
+            "save_steps": 1,
+            "save_total_limit": 2,
+            "learning_rate": 1e-2,
+            "logging_steps": 1,
+            "eval_datasets": [],
+            "dump_completions": 0,
+            "report_to": ["tensorboard"],
+            "use_peft": True,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "judges": json.dumps(judges),
+            "reward_workers": 1,
+            "seed": 0,
+        }
+        out = Run(full_dir, one_node("zero3.yaml"), {**settings, "output_dir": full_dir}).check()
+        assert "2 process(es), DEEPSPEED" in out
+        assert "1 reward worker(s) per rank" in out
+        # checkpoints hold the adapter, not the model
+        for step in (1, 2):
+            files = {p.name for p in (full_dir / f"checkpoint-{step}").iterdir()}
+            assert "adapter_model.safetensors" in files and "model.safetensors" not in files, files
+        # resume from the first checkpoint in a fresh folder: the same final adapter
+        resumed_dir.mkdir()
+        shutil.copytree(full_dir / "checkpoint-1", resumed_dir / "checkpoint-1")
+        requests = server.requests
+        resumed = {**settings, "output_dir": resumed_dir, "resume_from_checkpoint": True}
+        Run(tmp_path / "resume-launch", one_node("zero3.yaml"), resumed).check()
+        assert server.requests > requests > 0  # both launches asked the judge
+    adapter = load_file(str(full_dir / "adapter_model.safetensors"))
+    assert not equal_weights(adapter, load_file(str(resumed_dir / "adapter_model.safetensors")))
+    tags = scalar_tags(full_dir)
+    assert len(tags["train/source/captions/reward"]) == 2 and len(tags["train/source/arith/reward"]) == 2
+    valid, scores = (
+        tags["train/source/captions/part/judge_valid"],
+        tags["train/source/captions/part/judge_score"],
+    )
+    assert all(s == pytest.approx(0.7 * v) for s, v in zip(scores, valid, strict=True))  # the judge says 7/10
+    # the adapter saved under ZeRO-3 is whole (gathered) and trained; merging folds it in as W + (alpha/r) B A
+    merged = weights(merge_adapter(full_dir, tmp_path / "merged") / "model.safetensors")
+    base = weights(tiny_lm / "model.safetensors")
+    pairs = [k for k in adapter if k.endswith("lora_A.weight")]
+    assert pairs
+    for key in pairs:
+        a, b = adapter[key], adapter[key.replace("lora_A", "lora_B")]
+        assert a.shape[0] == 8 and b.shape[1] == 8 and b.abs().max() > 0, key
+        name = key.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight")
+        torch.testing.assert_close(merged[name], base[name] + 2.0 * b @ a, rtol=1e-5, atol=1e-6)
+    untouched = set(base) - {
+        k.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight") for k in pairs
+    }
+    assert untouched and all(torch.equal(merged[k], base[k]) for k in untouched if k in merged)
