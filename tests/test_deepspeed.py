@@ -9,7 +9,14 @@ Launches are shared between checks, to keep the suite short (each launch costs 3
 * ``test_zero3_killed_and_resumed_on_two_nodes_equals_an_uninterrupted_run``: one uninterrupted ZeRO-3 launch
   (frozen vision, uneven evaluation, a checkpoint each step, parameter counts), one ZeRO-3 launch that SIGKILLs
   itself mid-run, and its resume launched as 2 machines x 1 process on 127.0.0.1
-  (``recipes/accelerate/multinode_zero3.yaml``), which must reproduce the uninterrupted run exactly.
+  (``recipes/accelerate/multinode_zero3.yaml``), which must reproduce the uninterrupted run exactly;
+* ``test_lora_under_zero3_with_a_judge_and_reward_workers_resumes_and_merges``: two ZeRO-3 launches of LoRA on the
+  tiny text model, rewarded by a model judge served over HTTP on 127.0.0.1 and by math verified in reward
+  worker processes: adapter checkpoints, a resume from the first, and the merge of the final adapter.
+
+``tests/test_interrupts.py`` adds one ZeRO-3 launch whose rank 1 fails. The model-state bytes each rank holds
+are checked against ``orsta-trl plan`` in the ZeRO-2 launch and the uninterrupted ZeRO-3 one. Each launch has a
+watchdog: a launch silent for ``STALL_S`` (or past ``LAUNCH_TIMEOUT_S``) fails with the stacks of every rank.
 
 DeepSpeed's CPU communication layer JIT-compiles one C++ op (``deepspeed_shm_comm``) with ninja and g++ on
 the first launch of a machine (about 80 s, then cached in ``TORCH_EXTENSIONS_DIR``). Without them the tests
