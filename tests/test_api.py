@@ -24,7 +24,7 @@ LAYERS = [
     {"verifiers"},
     {"data", "models", "tools"},
     {"rewards"},
-    {"monitor", "recipe", "recipe_limits"},
+    {"monitor", "recipe"},
     {"trainer", "evaluation", "score", "difficulty", "memory_plan", "warmup"},
     {"api"},
     {"train", "cli"},
