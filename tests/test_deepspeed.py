@@ -319,9 +319,13 @@ def test_zero3_killed_and_resumed_on_two_nodes_equals_an_uninterrupted_run(tiny_
     full_dir, killed_dir = tmp_path / "full", tmp_path / "killed"
 
     full_out = Run(
-        full_dir, one_node("zero3.yaml"), zero3_settings(tiny_vl, data, eval_data, full_dir)
+        full_dir,
+        one_node("zero3.yaml"),
+        zero3_settings(tiny_vl, data, eval_data, full_dir),
+        env={"FAULT_MODEL_STATES": "1"},
     ).check()
     assert "2 process(es), DEEPSPEED" in full_out
+    check_model_states(full_out, tiny_vl, zero=3)
     # partitioned parameters report numel() == 0: the counts must still be the full model's
     assert single_process_counts(tiny_vl) in full_out
     # a checkpoint each step, each with both ranks' ZeRO shards
