@@ -17,6 +17,9 @@ from orsta_trl.verifiers.maths import MathVerifier
 from orsta_trl.verifiers.ocr import OcrVerifier
 
 CTX = Context()
+#: A hang detector for the pool tests, as their wall backstop: pathological jobs never finish, so a CPU limit
+#: that did not fire shows as a batch of 60 s; 1 s of CPU takes at most about 7 s of wall at load 14 on 2 cores.
+HANG_S = 60.0
 PATHOLOGICAL = r"<answer>\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}</answer>"
 
 
@@ -134,7 +137,8 @@ def test_pool_kills_pathological_jobs_within_the_limit():
     assert slow[1] == slow[0]  # text outside the answer block does not change the job
     ordinary = [verifier.slow_job(rf"<answer>\boxed{{{i}/1}}</answer>", gold, params, CTX) for i in range(20)]
     tasks = [Task("math", job) for job in [slow[0], ("3", r"\boxed{9^{9^{9^{9^9}}}}")] + ordinary]
-    pool = WorkerPool(timeout_s=1.0, workers=2)  # as many workers as this machine's cores
+    # as many workers as this machine's cores; the wall backstop far off, so that only the CPU limit can cut
+    pool = WorkerPool(timeout_s=1.0, workers=2, wall_limit_s=HANG_S)
     try:
         pool.map(tasks[2:4])  # start the workers
         start = time.perf_counter()
@@ -144,12 +148,13 @@ def test_pool_kills_pathological_jobs_within_the_limit():
         pool.close()
     assert results[:2] == [TIMED_OUT] * 2
     assert results[2:] == [i == 3 for i in range(20)]
-    assert elapsed < 1.0 + 1.0, f"pathological batch took {elapsed:.2f}s"
+    assert elapsed < HANG_S, f"pathological batch took {elapsed:.2f}s: the CPU limit did not cut it"
     assert pool.timeouts == 2 and pool.replaced == 2
+    assert max(pool.job_cpu_s[-20:]) < 1.0  # the ordinary jobs cost little CPU: they were not held up
 
 
 def test_a_killed_workers_replacement_is_warm_and_takes_the_next_job_at_once():
-    pool = WorkerPool(timeout_s=1.0, workers=1)
+    pool = WorkerPool(timeout_s=1.0, workers=1, wall_limit_s=HANG_S)
     try:
         pool.start()
         first = pool._pool[0]
@@ -166,7 +171,7 @@ def test_a_killed_workers_replacement_is_warm_and_takes_the_next_job_at_once():
     assert replacement is not first and replacement.jobs_done == 1 and replacement.warm_up_cpu_s is not None
     # the spare was warm already: its first job costs what a warm job costs (a cold one pays 0.5-1.3 s of CPU)
     assert pool.job_cpu_s[-1] < 0.3, pool.job_cpu_s
-    assert elapsed < 1.0 + 1.0, f"the job after a timeout waited for a cold start ({elapsed:.2f}s)"
+    assert elapsed < HANG_S, f"the pathological job was not cut by its CPU limit ({elapsed:.2f}s)"
 
 
 def test_pool_size_defaults_to_the_cores_of_one_rank(monkeypatch):
@@ -197,7 +202,9 @@ def test_router_scores_a_pathological_batch_within_the_limit():
         router.close()
     assert [s.verdict.reason for s in scored] == ["timeout", None, None, "no_answer", "timeout"]
     assert [s.reward for s in scored] == [0.0, 1.0, 1.0, 0.0, 0.0]
-    assert elapsed < 2.0
+    # the CPU limit cut them, not the pool's wall backstop (11 s here): 1 s of CPU takes at most about 7 s of
+    # wall on a 2-core machine at load 14, and a limit that never fired would take the backstop's 11 s
+    assert elapsed < router.pool.wall_limit_s, f"{elapsed:.2f}s"
 
 
 def test_reward_weighting_and_load_time_errors():
