@@ -17,8 +17,9 @@ from orsta_trl.verifiers.maths import MathVerifier
 from orsta_trl.verifiers.ocr import OcrVerifier
 
 CTX = Context()
-#: A hang detector for the pool tests, as their wall backstop: pathological jobs never finish, so a CPU limit
-#: that did not fire shows as a batch of 60 s; 1 s of CPU takes at most about 7 s of wall at load 14 on 2 cores.
+#: A hang detector for the pool tests, set as their wall backstop: pathological jobs never finish, so a CPU limit
+#: that did not fire shows as a batch of 60 s. The margin over the 1 s CPU limit is for a loaded machine: with
+#: two busy loops and other test runs on 2 cores (load about 14), 1 s of a worker's CPU took up to 11 s of wall.
 HANG_S = 60.0
 PATHOLOGICAL = r"<answer>\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}</answer>"
 
@@ -186,6 +187,7 @@ def test_pool_size_defaults_to_the_cores_of_one_rank(monkeypatch):
 def test_router_scores_a_pathological_batch_within_the_limit():
     record = Record("m1", "toy_math", [], [], prepare_reward({"verifier": "math", "ground_truth": "3"}))
     router = RewardRouter([record], RewardSettings(reward_timeout_s=1.0))
+    router.pool.wall_limit_s = HANG_S  # the wall backstop far off: only the CPU limit can cut
     texts = [
         PATHOLOGICAL,
         r"<answer>\boxed{6/2}</answer>",
@@ -202,9 +204,7 @@ def test_router_scores_a_pathological_batch_within_the_limit():
         router.close()
     assert [s.verdict.reason for s in scored] == ["timeout", None, None, "no_answer", "timeout"]
     assert [s.reward for s in scored] == [0.0, 1.0, 1.0, 0.0, 0.0]
-    # the CPU limit cut them, not the pool's wall backstop (11 s here): 1 s of CPU takes at most about 7 s of
-    # wall on a 2-core machine at load 14, and a limit that never fired would take the backstop's 11 s
-    assert elapsed < router.pool.wall_limit_s, f"{elapsed:.2f}s"
+    assert elapsed < HANG_S, f"{elapsed:.2f}s: the CPU limit did not cut the pathological answers"
 
 
 def test_reward_weighting_and_load_time_errors():
