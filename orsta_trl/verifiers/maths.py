@@ -158,8 +158,7 @@ def answers_match(gold_text: str, region: str) -> bool:
     quick = quick_match(gold_text, region)
     if quick is not None:
         return quick
-    parsed = _parse(region, answer_config())
-    return bool(parsed) and bool(verify(gold_expression(gold_text), parsed, timeout_seconds=None))
+    return bool(verify(gold_expression(gold_text), _parse(region, answer_config()), timeout_seconds=None))
 
 
 @dataclass(frozen=True)
