@@ -101,7 +101,8 @@ def test_shorthand_latex_scores_as_math_verify_defaults_say():
 #: (gold, completion, what math-verify's defaults say): the cases ``maths.py`` names for its departures from
 #: the defaults, where the verifier reads only the box and scores the opposite.
 DEPARTURES = [
-    ("4", r"\boxed{4}. The final answer is $3$.", False),  # boxed_match_priority=0: the box, not the anchor
+    # boxed_match_priority=0: the box, not the anchor (not a plain number: the fast path would decide a "4")
+    (r"\frac{1}{2}", r"\boxed{\frac12}. The final answer is $\frac13$.", False),
     ("7", r"I think $x = 7$ \boxed{???}", True),  # try_extract_without_anchor=False: not the prose's LaTeX
     ("7", r"The answer is 7. \boxed{\frac{}{}}", True),  # no ExprExtractionConfig: not the prose's number
 ]
