@@ -184,6 +184,17 @@ def finalize(sums: Mapping[Key, tuple[float, float]], split: str = "train") -> l
     ]
 
 
+def eval_metrics(
+    rows: Iterable[Sample], correct_threshold: float = 1.0, reflection_words=DEFAULT_REFLECTION_WORDS
+) -> list[MetricRow]:
+    """The per-source metric rows (split ``eval``) over all samples (gathered from every rank).
+
+    ``groups/zero_spread`` is left out: with one greedy completion per prompt every group is trivially flat.
+    """
+    metrics = finalize(compute_metrics(rows, correct_threshold, reflection_words), split="eval")
+    return [row for row in metrics if row.metric != "groups/zero_spread"]
+
+
 def is_metric(name: str) -> bool:
     """Whether ``name`` is a metric name this module emits (used to split tags whose source contains '/')."""
     if name in FIXED_METRICS or name in TOOL_METRICS:

@@ -176,6 +176,15 @@ class ToolSet:
     def names(self) -> list[str]:
         return [t.__name__ for t in self.tools] + list(self.image_tools)
 
+    def schema_tools(self) -> list:
+        """Every tool as the chat template lists it: the functions, and the environment's tool methods (read
+        from one probe instance, as TRL does)."""
+        tools = list(self.tools)
+        if self.environment_factory is not None:
+            environment = self.environment_factory()
+            tools += [getattr(environment, name) for name in self.image_tools]
+        return tools
+
     def close(self) -> None:
         if self.servers is not None:
             self.servers.close()
