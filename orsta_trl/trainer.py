@@ -54,7 +54,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback

@@ -12,8 +12,7 @@ import shutil
 import sys
 
 import pytest
-
-from test_tool_loop import QUESTION, _data, _run, _warm_up
+from test_tool_loop import _data, _run, _warm_up
 
 STRAY = "<|image_pad|>"
 
