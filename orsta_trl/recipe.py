@@ -197,6 +197,14 @@ class OrstaConfig:
         default="<answer>{answer}</answer>",
         metadata={"help": "The warm-up completion; {answer} is the record's extra.answer (or string gold)."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an output_dir that holds another run's model, checkpoints or logs (transformers' "
+            "former key). Off: such a folder is refused before anything is written; resume_from_checkpoint "
+            "continues it instead. Nothing is deleted: the earlier run's checkpoints stay beside the new ones."
+        },
+    )
     # --- reliability (issue 13) ---
     skip_invalid: bool = field(
         default=False,
