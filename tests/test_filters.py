@@ -123,14 +123,18 @@ def test_math_answer_rule_drops_intervals_because_equivalent_forms_score_zero():
 
     record = rec("interval", "math", "(-2, 2)", "Give the interval where x^2 < 4.")
     rewards = {
-        text: orsta_trl.score([record], [{"id": "interval", "data_source": "src", "completion": text}])[0].reward
+        text: orsta_trl.score([record], [{"id": "interval", "data_source": "src", "completion": text}])[
+            0
+        ].reward
         for text in (r"\boxed{(-2, 2)}", r"\boxed{[-2, 2]}", r"\boxed{-2 < x < 2}")
     }
     assert rewards == {r"\boxed{(-2, 2)}": 1.0, r"\boxed{[-2, 2]}": 0.0, r"\boxed{-2 < x < 2}": 0.0}
     records = load_records_from([record])
     _, report = apply_rules(records, rules_config(None))
     assert report.removed == {"math_answer": 1}
-    assert "answer contains '()' (equivalent forms are hard to verify by rule)" in report.examples["math_answer"]
+    assert (
+        "answer contains '()' (equivalent forms are hard to verify by rule)" in report.examples["math_answer"]
+    )
 
 
 def load_records_from(rows):

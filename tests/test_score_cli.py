@@ -207,6 +207,11 @@ def test_every_unknown_row_is_named_with_the_nearest_record(tmp_path):
     assert result.returncode == 1
     err = result.stderr
     assert "3 completion row(s) name no record" in err
-    assert "c.jsonl:2: no record with data_source='math' and id='questoin-2' (did you mean id 'question-2'?)" in err
-    assert "c.jsonl:3: no record with data_source='maths' and id='question-1' (no data_source 'maths'; " in err
+    assert (
+        "c.jsonl:2: no record with data_source='math' and id='questoin-2' (did you mean id 'question-2'?)"
+        in err
+    )
+    assert (
+        "c.jsonl:3: no record with data_source='maths' and id='question-1' (no data_source 'maths'; " in err
+    )
     assert "did you mean 'math'?)" in err and "c.jsonl:4:" in err

@@ -197,7 +197,9 @@ def test_trainer_finds_the_tiny_models_special_tokens_aligned(tiny_vl, tiny_lm, 
     finally:
         logger.removeHandler(handler)
     assert not [r.getMessage() for r in records if "PAD/BOS/EOS" in r.getMessage()]
-    assert model.generation_config.bos_token_id is None and model.config.eos_token_id == processing_eos(processing)
+    assert model.generation_config.bos_token_id is None and model.config.eos_token_id == processing_eos(
+        processing
+    )
 
 
 def processing_eos(processing) -> int:

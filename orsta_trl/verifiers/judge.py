@@ -274,5 +274,7 @@ class JudgeVerifier(Verifier):
             return Verdict(0.0, 0.0, dict.fromkeys(PARTS, 0.0), reason="judge_error")
         value = parse_reply(reply, params.parse, params.scale)
         if value is None:
-            return Verdict(0.0, 1.0, dict.fromkeys(PARTS, 0.0), reason="judge_unparsable", detail=shorten(reply))
+            return Verdict(
+                0.0, 1.0, dict.fromkeys(PARTS, 0.0), reason="judge_unparsable", detail=shorten(reply)
+            )
         return Verdict(value, 1.0, {"judge_score": value, "judge_valid": 1.0})
