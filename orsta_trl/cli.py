@@ -21,31 +21,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable
 
-from orsta_trl.data.records import DatasetError
-from orsta_trl.errors import OrstaError, RecipeError
-
-
-def exit_on_error(run: Callable[[], int | None]) -> int:
-    """Run a command; a library error (bad recipe, bad data, a verifier not ready) becomes one message on
-    stderr and exit status 1. The only place where errors turn into exit codes."""
-    try:
-        return run() or 0
-    except DatasetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} invalid record(s)", file=sys.stderr)
-        return 1
-    except OrstaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the environment, not our data: a permission, a full disk
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C: the library has stopped its workers; a shell's usual 128 + SIGINT
-        print("interrupted (Ctrl-C): no half-written checkpoint was kept", file=sys.stderr)
-        return 130
+from orsta_trl.errors import RecipeError, exit_on_error
 
 
 def _make_tiny(args) -> None:
