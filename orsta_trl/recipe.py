@@ -444,8 +444,19 @@ def load_recipe(
         if not isinstance(loaded, dict):
             raise RecipeError(f"{path}: a recipe is a flat mapping of keys to values")
         values.update(loaded)
-    if isinstance(overrides, list):
+    from_command_line = isinstance(overrides, list)
+    if from_command_line:
         overrides = parse_overrides(overrides)
+    owners = recipe_fields()
+    for origin, given in (
+        ("command-line override --" if from_command_line else "override ", overrides),
+        ("", keys),
+    ):
+        for key in given or {}:  # a typo here is not the recipe file's: name where it was typed
+            if key not in owners:
+                raise RecipeError(
+                    f"{origin or 'keyword argument '}{key}: " + unknown_key_message("recipe key", key, owners)
+                )
     values.update(overrides or {})
     values.update(keys)
     return build_recipe(values, path=str(path) if path else None, check=check)
