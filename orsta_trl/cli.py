@@ -22,6 +22,7 @@ import argparse
 import sys
 from collections import Counter, defaultdict
 
+from orsta_trl.console import source_table
 from orsta_trl.errors import RecipeError, exit_on_error
 
 
@@ -51,16 +52,18 @@ def _check_data(args) -> int:
     by_source = defaultdict(list)
     for record in records:
         by_source[record.data_source].append(record)
-    header = f"{'data_source':<24} {'records':>8} {'images':>7}  verifiers"
-    print(header)
-    print("-" * len(header))
-    for source in sorted(by_source):
-        group = by_source[source]
-        verifiers = Counter(r.reward.verifier.name for r in group)
-        print(
-            f"{source:<24} {len(group):>8} {sum(len(r.images) for r in group):>7}  "
-            + ", ".join(f"{k}={v}" for k, v in sorted(verifiers.items()))
-        )
+    table = {
+        source: {
+            "records": len(group),
+            "images": sum(len(r.images) for r in group),
+            "verifiers": ", ".join(
+                f"{k}={v}" for k, v in sorted(Counter(r.reward.verifier.name for r in group).items())
+            ),
+        }
+        for source, group in by_source.items()
+    }
+    columns = [("records", "records", "8d"), ("images", "images", "7d"), ("verifiers", "verifiers", "s")]
+    print(source_table(table, columns))
     print(f"{len(records)} valid record(s) in {len(by_source)} source(s)")
     return 0
 

@@ -26,7 +26,7 @@ LAYERS = [
     {"verifiers"},
     {"data", "models", "tools"},
     {"rewards"},
-    {"monitor", "recipe", "recipe_limits"},
+    {"monitor", "recipe"},
     {"trainer", "evaluation", "score", "difficulty", "memory_plan", "warmup"},
     {"api", "__init__"},
     {"train", "cli"},
