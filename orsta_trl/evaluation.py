@@ -119,6 +119,20 @@ def greedy_completions(
     return out
 
 
+def generation_settings(model, processing_class, max_new_tokens: int, batch_size: int) -> dict:
+    """How :func:`greedy_completions` generated, for the report: a run is only comparable with the same."""
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    names = tokenizer.convert_ids_to_tokens
+    return {
+        "decoding": "greedy",
+        "max_new_tokens": int(max_new_tokens),
+        "batch_size": int(batch_size),
+        "stop_tokens": names(sorted(stop_ids(tokenizer, model.generation_config.eos_token_id or None))),
+        "suppressed_tokens": names(sorted(placeholder_ids(tokenizer))),
+        "prompt": "chat template, add_generation_prompt=True, left padding",
+    }
+
+
 def score_generated(
     router: RewardRouter, records: list[Record], generated: list[Generated], iou_override="average"
 ) -> list[Sample]:
@@ -319,6 +333,7 @@ def evaluate_checkpoint(
         "data": [str(d) for d in data],
         "iou_threshold": iou_threshold,
         "pixel_bounds": [settings.min_pixels, settings.max_pixels],
+        "generation": generation_settings(model, processor, max_new_tokens, batch_size),
         "metrics": tags(metrics),
         "per_source": by_source(metrics),
         "coco": coco_map(records, rows, router),
