@@ -292,7 +292,20 @@ def check_paths(recipe: Recipe) -> None:
         raise RecipeError(f"{where}output_dir: {existing} is a file, so {out} cannot be created")
     if not os.access(existing, os.W_OK):
         raise RecipeError(f"{where}output_dir: {existing} is not writable")
-    from orsta_trl.models.checkpoint import COMPLETE_MARKER, is_complete, last_complete_checkpoint
+    from orsta_trl.models.checkpoint import (
+        COMPLETE_MARKER,
+        is_complete,
+        last_complete_checkpoint,
+        previous_run_files,
+    )
+
+    previous = previous_run_files(out)
+    if previous and not grpo.resume_from_checkpoint and not orsta.overwrite_output_dir:
+        raise RecipeError(
+            f"{where}output_dir: {out} holds another run ({', '.join(previous)}); training there would mix the "
+            "two runs' checkpoints and logs. Choose a new output_dir, or set resume_from_checkpoint: true to "
+            "continue that run, or overwrite_output_dir: true to train there anyway"
+        )
 
     if grpo.resume_from_checkpoint is True:
         last = last_complete_checkpoint(out) if out.is_dir() else None

@@ -21,32 +21,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable
 
 from orsta_trl.console import source_table
-from orsta_trl.data.records import DatasetError
-from orsta_trl.errors import OrstaError, RecipeError
-
-
-def exit_on_error(run: Callable[[], int | None]) -> int:
-    """Run a command; a library error (bad recipe, bad data, a verifier not ready) becomes one message on
-    stderr and exit status 1. The only place where errors turn into exit codes."""
-    try:
-        return run() or 0
-    except DatasetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} invalid record(s)", file=sys.stderr)
-        return 1
-    except OrstaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the environment, not our data: a permission, a full disk
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C: the library has stopped its workers; a shell's usual 128 + SIGINT
-        print("interrupted (Ctrl-C): no half-written checkpoint was kept", file=sys.stderr)
-        return 130
+from orsta_trl.errors import RecipeError, exit_on_error
 
 
 def _make_tiny(args) -> None:
@@ -381,7 +358,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.set_defaults(func=_merge)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's ``--help`` line ends with its default, unless it is None/False or the help says it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
+        elif action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            if "default" not in (action.help or ""):
+                action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
 
 
 def main(argv: list[str] | None = None) -> None:

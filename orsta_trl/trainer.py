@@ -6,8 +6,12 @@ What it changes, and why:
   vision tower (and merger) before ``train()`` builds the optimizer, and prints parameter counts.
 * ``_generate_single_turn``: image/video placeholder tokens sampled inside a completion would break the
   feature count of the training forward. HF generation suppresses only ``<|image_pad|>`` and vLLM suppresses
-  nothing, so every placeholder (image, video, vision pad) is replaced by the pad token on both paths before
-  log-probs are recomputed, as V-Triune does; the number replaced is logged.
+  nothing, so every placeholder (image, video, vision pad) is dropped on both paths before log-probs are
+  recomputed (:func:`~orsta_trl.models.tokens.drop_placeholders`; not replaced by the pad token, which is a stop
+  token for Qwen2.5 and cut the reward's view short while the loss trained on the whole completion); the number
+  dropped is logged.
+* ``_generate``: keeps TRL's tool mask of the batch, so that the monitor counts a completion's length as TRL's
+  loss does (the model's own tokens, tool results excluded).
 * ``reward_funcs``: the one reward function TRL calls is the router's, made by
   :meth:`RewardRouter.reward_function`: it returns the rewards to TRL and hands the same call's samples to
   :meth:`_record_samples`, which adds completion lengths and truncation, gathers every rank's samples (so every
@@ -51,7 +55,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -67,7 +70,7 @@ from orsta_trl.models.checkpoint import (
     load_checkpoint_weights,
 )
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
-from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
+from orsta_trl.models.tokens import drop_placeholders, placeholder_ids, stop_ids
 from orsta_trl.monitor.dumps import CompletionDumper
 from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, eval_metrics
 from orsta_trl.monitor.summary import SourceSummary
@@ -201,12 +204,17 @@ class OrstaGRPOTrainer(GRPOTrainer):
             prompt_ids, images, multimodal_fields, num_generations, has_tool_images
         )
         if self._placeholder_ids:
-            completion_ids, replaced = replace_placeholders(
-                completion_ids, self._placeholder_ids, self._tokenizer.pad_token_id
+            completion_ids, logprobs, dropped = drop_placeholders(
+                completion_ids, logprobs, self._placeholder_ids, self.eos_token_ids[0]
             )
             mode = "train" if self.model.training else "eval"
-            self._metrics[mode]["completions/placeholders_replaced"].append(float(replaced))
+            self._metrics[mode]["completions/placeholders_dropped"].append(float(dropped))
         return completion_ids, logprobs
+
+    def _generate(self, prompts):
+        generated = super()._generate(prompts)
+        self._tool_mask = generated[2]  # (prompt_ids, completion_ids, tool_mask, ...): None without tools
+        return generated
 
     # ---- rewards: the router's samples of this call → per-source monitor, summary and dumps
     def _record_samples(self, samples, *, prompts, completion_ids) -> None:
@@ -214,8 +222,10 @@ class OrstaGRPOTrainer(GRPOTrainer):
         if not self.model.training:  # TRL's own evaluation loop is not used; nothing to record
             return
         started = time.perf_counter()
-        trimmed = [trim_at_stop(ids, self._stop_ids) for ids in completion_ids]
-        rows = [s.with_generation(len(ids), cut) for s, (ids, cut) in zip(samples, trimmed, strict=True)]
+        rows = [
+            s.with_generation(n, cut)
+            for s, (n, cut) in zip(samples, self._generated_lengths(completion_ids), strict=True)
+        ]
         prompt_texts = [messages_text(p, sep="\n") for p in prompts] if self.dumper else [""] * len(rows)
         gathered = gather_object(list(zip(rows, prompt_texts, strict=True)))
         step = self.state.global_step
@@ -229,6 +239,18 @@ class OrstaGRPOTrainer(GRPOTrainer):
         if self.dumper is not None and self.accelerator.is_main_process:
             self.dumper.write(step + 1, rows, [p for _, p in gathered])
         self._metrics["train"]["monitor/seconds"].append(time.perf_counter() - started)
+
+    def _generated_lengths(self, completion_ids) -> list[tuple[int, bool]]:
+        """(tokens the loss trains on, truncated) per completion, as TRL counts them: TRL's completion ids end at
+        their stop token already (inside a tool rollout each turn ends with one), so the length is the model's own
+        tokens (tool results excluded) and a completion is truncated when its last token is not a stop token."""
+        masks = getattr(self, "_tool_mask", None)
+        if masks is None or len(masks) != len(completion_ids):
+            masks = [None] * len(completion_ids)
+        return [
+            (len(ids) if mask is None else int(sum(mask)), not len(ids) or int(ids[-1]) not in self._stop_ids)
+            for ids, mask in zip(completion_ids, masks, strict=True)
+        ]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and "loss" in logs:
@@ -309,21 +331,3 @@ class _SourceEvalCallback(TrainerCallback):
             should_log = control.should_log  # logging resets it, which would drop this step's training log
             self._run(state)
             control.should_log = should_log
-
-
-def replace_placeholders(completion_ids: list[list[int]], placeholder_ids, pad_id: int):
-    """Replace placeholder token ids with ``pad_id`` (lengths unchanged); return (new ids, how many replaced).
-
-    >>> replace_placeholders([[5, 9, 6], [9]], [9], 0)
-    ([[5, 0, 6], [0]], 2)
-    """
-    blocked = set(placeholder_ids)
-    replaced = 0
-    out = []
-    for ids in completion_ids:
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        hits = sum(1 for t in ids if t in blocked)
-        replaced += hits
-        out.append([pad_id if t in blocked else t for t in ids] if hits else ids)
-    return out, replaced

@@ -18,7 +18,7 @@ from orsta_trl.models.loading import (
     parameter_counts,
     set_pixel_bounds,
 )
-from orsta_trl.trainer import replace_placeholders
+from orsta_trl.models.tokens import drop_placeholders, placeholder_ids, stop_ids
 
 
 def image_records(folder, sizes):
@@ -102,9 +102,42 @@ def test_vision_freezing_and_counts(tiny_vl):
     assert parameter_counts(model)["trainable"] == before["total"] - before["vision"]
 
 
-def test_placeholders_are_replaced_by_pad():
-    ids, replaced = replace_placeholders([[1, 998, 2], [999, 999], [3]], [998, 999], 0)
-    assert ids == [[1, 0, 2], [0, 0], [3]] and replaced == 3
+def test_placeholders_are_dropped_with_their_logprobs():
+    ids, logprobs, dropped = drop_placeholders(
+        [[1, 998, 2], [999, 999], [3]], [[-1.0, -2.0, -3.0], [-4.0, -5.0], [-6.0]], [998, 999], 7
+    )
+    assert ids == [[1, 2], [7], [3]] and logprobs == [[-1.0, -3.0], [None], [-6.0]] and dropped == 3
+    assert drop_placeholders([[1, 2]], None, [9], 7) == ([[1, 2]], None, 0)
+
+
+def qwen25_vl_tokenizer():
+    """A tokenizer with Qwen2.5-VL's real special-token ids (151643 ...), built offline: filler ids below them."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from orsta_trl.models.tiny import SPECIAL_TOKENS
+
+    vocab = {f"t{i}": i for i in range(151643)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})  # in Qwen's order
+    tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
+    return tokenizer
+
+
+def test_qwen25_vl_real_ids_placeholders_dropped_never_become_a_stop():
+    """Qwen2.5-VL-Instruct: eos <|im_end|> 151645, pad <|endoftext|> 151643, generation_config eos [151645, 151643],
+    placeholders 151654-151656. The pad token is a stop token, so it cannot stand in for a placeholder."""
+    tokenizer = qwen25_vl_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>", "<|vision_pad|>", "<|image_pad|>"])
+    assert ids == [151643, 151645, 151654, 151655]
+    assert placeholder_ids(tokenizer) == [151654, 151655, 151656]
+    stops = stop_ids(tokenizer, [151645, 151643])
+    assert tokenizer.pad_token_id in stops  # why replacing by pad cut completions short
+    completion = [17, 151655, 18, 151656, 19, 151645]
+    kept, _, dropped = drop_placeholders([completion], None, placeholder_ids(tokenizer), 151645)
+    assert kept == [[17, 18, 19, 151645]] and dropped == 2
+    assert not stops & set(kept[0][:-1])  # the only stop token is the one the model sampled last
 
 
 def test_trainer_forces_left_padding(tiny_vl, tmp_path):

@@ -9,7 +9,13 @@
 
 from orsta_trl.data.load import per_source_subset
 from orsta_trl.evaluation.coco import coco_map
-from orsta_trl.evaluation.generate import Generated, generate, greedy_completions, tool_rollouts
+from orsta_trl.evaluation.generate import (
+    Generated,
+    generate,
+    generation_settings,
+    greedy_completions,
+    tool_rollouts,
+)
 from orsta_trl.evaluation.offline import (
     OfflineSession,
     Scorer,
@@ -28,6 +34,7 @@ __all__ = [
     "eval_table",
     "evaluate_checkpoint",
     "generate",
+    "generation_settings",
     "greedy_completions",
     "load_for_eval",
     "offline_session",

@@ -123,6 +123,21 @@ def greedy_completions(
     return out
 
 
+def generation_settings(model, processing_class, max_new_tokens: int, batch_size: int, toolset=None) -> dict:
+    """How :func:`generate` generated, for the report: a run is only comparable with the same."""
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    names = tokenizer.convert_ids_to_tokens
+    return {
+        "decoding": "greedy",
+        "max_new_tokens": int(max_new_tokens),
+        "batch_size": int(batch_size),
+        "stop_tokens": names(sorted(stop_ids(tokenizer, model.generation_config.eos_token_id or None))),
+        "suppressed_tokens": names(sorted(placeholder_ids(tokenizer))),
+        "prompt": "chat template, add_generation_prompt=True, left padding",
+        "tools": [] if toolset is None else toolset.names,
+    }
+
+
 def generate(
     model,
     processing_class,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from orsta_trl.console import source_table
 from orsta_trl.evaluation.coco import coco_map
+from orsta_trl.evaluation.generate import generation_settings
 from orsta_trl.evaluation.offline import offline_session
 from orsta_trl.monitor.source_metrics import eval_metrics
 from orsta_trl.monitor.writing import by_source, tags
@@ -53,12 +54,16 @@ def evaluate_checkpoint(
             iou=iou_threshold, show_progress=True,
         )  # fmt: skip
         coco = coco_map(records, rows, session.scorer.router)
+        generation = generation_settings(
+            session.model, session.processor, max_new_tokens, batch_size, session.scorer.toolset
+        )
     metrics = eval_metrics(rows)
     report = {
         "checkpoint": str(checkpoint),
         "data": [str(d) for d in data],
         "iou_threshold": iou_threshold,
         "pixel_bounds": [settings.min_pixels, settings.max_pixels],
+        "generation": generation,
         "metrics": tags(metrics),
         "per_source": by_source(metrics),
         "coco": coco,

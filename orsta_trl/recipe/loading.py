@@ -118,8 +118,15 @@ def load_recipe(
     (3, True)
     """
     values: dict[str, Any] = dict(read_recipe_file(path)) if path is not None else {}
-    if isinstance(overrides, list):
+    from_command_line = isinstance(overrides, list)
+    if from_command_line:
         overrides = parse_overrides(overrides)
+    owners = recipe_fields()
+    origin = "command-line override --" if from_command_line else "override "
+    for where, given in ((origin, overrides), ("keyword argument ", keys)):
+        for key in given or {}:  # a typo here is not the recipe file's: name where it was typed
+            if key not in owners:
+                raise RecipeError(f"{where}{key}: " + unknown_key_message("recipe key", key, owners))
     values.update(overrides or {})
     values.update(keys)
     return build_recipe(values, path=str(path) if path else None, check=check)

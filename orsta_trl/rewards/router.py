@@ -275,6 +275,7 @@ def _sample(record: Record, text: str, verdict: Verdict, rollout: Mapping | None
         format=float(verdict.format),
         parts={k: float(v) for k, v in verdict.parts.items()},
         reason=verdict.reason,
+        detail=verdict.detail,
         text=text,
         tools=rollout,
     )
