@@ -277,19 +277,13 @@ def check_paths(recipe: Recipe) -> None:
         raise RecipeError(f"{where}model_name_or_path is missing: name a model folder or a hub model")
     if not orsta.train_files:
         raise RecipeError(f"{where}train_files is missing: list the dataset files to train on")
-    model = Path(name).expanduser()
-    if model.exists() and not (model / "config.json").is_file():
-        raise RecipeError(f"{where}model_name_or_path: {name} has no config.json (is it a model folder?)")
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
-    if not model.exists() and looks_local:
-        raise RecipeError(
-            f"{where}model_name_or_path: no such folder {name} (relative paths start at {Path.cwd()}), "
-            "and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
-        )
+    from orsta_trl.recipe.checks import path_problems
+
+    problems = path_problems(recipe, files=False)  # the model folder and the output folder's place
+    if problems:
+        raise RecipeError(where + problems[0])
     out = Path(grpo.output_dir)
     existing = next(p for p in (out, *out.parents) if p.exists())
-    if not existing.is_dir():
-        raise RecipeError(f"{where}output_dir: {existing} is a file, so {out} cannot be created")
     if not os.access(existing, os.W_OK):
         raise RecipeError(f"{where}output_dir: {existing} is not writable")
     from orsta_trl.models.checkpoint import (

@@ -43,9 +43,16 @@ def _synth(args) -> None:
 
 
 def _check_data(args) -> int:
-    from orsta_trl.data.records import load_records
+    from orsta_trl.data.records import load_records, skipped_report, split_records
 
-    records = load_records(args.paths)
+    if args.skip_invalid:  # as `skip_invalid: true` trains: the valid records, the invalid ones reported
+        records, errors = split_records(args.paths)
+        if errors:
+            print(f"skipped {len(errors)} invalid record(s):\n{skipped_report(errors)}", file=sys.stderr)
+            for error in errors[:10]:
+                print(f"  {error}", file=sys.stderr)
+    else:
+        records = load_records(args.paths)
     if not records:
         print(f"error: no records in {', '.join(args.paths)}", file=sys.stderr)
         return 1
@@ -70,11 +77,20 @@ def _check_data(args) -> int:
 
 def _check_recipe(args) -> int:
     from orsta_trl.recipe import load_recipe
+    from orsta_trl.recipe.checks import path_problems
 
     failed = 0
     for path in args.recipes:
         try:
             recipe = load_recipe(path, check=True)
+            problems = [] if args.skip_paths else path_problems(recipe)  # hub names are left to the hub
+            if problems:
+                raise RecipeError(
+                    f"{path}: {problems[0]}"
+                    if len(problems) == 1
+                    else f"{path}: {len(problems)} problems:\n"
+                    + "\n".join(f"  {path}: {p}" for p in problems)
+                )
         except RecipeError as exc:
             print(f"FAIL {exc}", file=sys.stderr)
             failed += 1
@@ -242,10 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="validate dataset files and summarise them per source")
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="summarise the valid records and report the invalid ones (as `skip_invalid: true` trains)",
+    )
     p.set_defaults(func=_check_data)
 
     p = sub.add_parser("check-recipe", help="validate recipes without loading weights")
     p.add_argument("recipes", nargs="+")
+    p.add_argument(
+        "--skip-paths",
+        action="store_true",
+        help="check keys and values only, not that local model, data and output paths exist (data not prepared)",
+    )
     p.set_defaults(func=_check_recipe)
 
     p = sub.add_parser("score", help="score completions against records with the verifiers")

@@ -15,7 +15,7 @@ IoU); a rerun with the same settings skips what is cached, a half-written last l
 Each batch's sampling is seeded from (seed, its first record), so a resumed run samples what a straight run
 would have, given the same batch boundaries.
 
-Not here: the vLLM path of the issue (generation is HF ``generate`` only), and multi-GPU sharding.
+Not here: generation with vLLM (HF ``generate`` only), and multi-GPU sharding.
 """
 
 from __future__ import annotations

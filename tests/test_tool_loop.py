@@ -289,7 +289,7 @@ def test_an_mcp_servers_tool_runs_in_the_loop_and_the_server_stops_after_trainin
 def test_sandbox_failures_come_back_as_errors_and_training_carries_on(tmp_path, tiny_lm):
     import shutil
 
-    from orsta_trl.tools.python import python
+    from orsta_trl.tools.python_tool import python
 
     model = tmp_path / "model"
     shutil.copytree(tiny_lm, model)

@@ -140,7 +140,7 @@ def compute_metrics(
             groups[r.group].append(r.reward)
         for rewards in groups.values():
             _add(acc, "groups/zero_spread", float(max(rewards) == min(rewards)))
-        add_tool_metrics(acc, items)  # tools/... (issue 11): only rows from the tool loop
+        add_tool_metrics(acc, items)  # tools/...: only rows from the tool loop
         out.update({(source, metric): (num, den) for metric, (num, den) in acc.items()})
     return _share_of_all(out)
 

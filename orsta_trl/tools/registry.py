@@ -220,9 +220,9 @@ def build_tools(
         ValueError: an unknown name, a duplicate tool name, an image tool on a text model, an MCP server that
             does not start.
     """
-    from orsta_trl.tools.calculator import calculator
+    from orsta_trl.tools.arithmetic import calculator
     from orsta_trl.tools.crop import image_tools_factory
-    from orsta_trl.tools.python import make_python_tool
+    from orsta_trl.tools.python_tool import make_python_tool
 
     problems = check_tool_settings(list(names), list(modules), list(mcp_servers), timeout_s)
     if problems:
