@@ -68,7 +68,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
 
     check_quantization(recipe.model, f"{recipe.path}: " if recipe.path else "")
     records = _records_phase(recipe.orsta)
-    processor, vision = _processor_phase(recipe)
+    processor, vision = recipe_processor(recipe)  # the processor phase
     toolset = _toolset(recipe.orsta, processor, vision)  # MCP servers start here
     try:
         rows = _rows_phase(records, processor, recipe.orsta, toolset)
@@ -122,15 +122,16 @@ def _records_phase(orsta) -> _Records:
     return _Records(records, eval_records, skipped + skipped_eval, verifiers)
 
 
-def _processor_phase(recipe: Recipe):
-    """(processor, whether the model sees images), at the recipe's pixel bounds."""
+def recipe_processor(recipe: Recipe):
+    """(processor, whether the model sees images) that training with this recipe uses: its pixel bounds."""
     from orsta_trl.models.loading import is_vision_model, load_processor
 
     name, orsta = recipe.model.model_name_or_path, recipe.orsta
     try:
         vision = is_vision_model(name)
     except OSError as exc:
-        raise RecipeError(f"model_name_or_path {name!r}: cannot read its config ({exc})") from None
+        where = f"{recipe.path}: " if recipe.path else ""
+        raise RecipeError(f"{where}model_name_or_path {name!r}: cannot read its config ({exc})") from None
     processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
     return processor, vision
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter, defaultdict
 
-from orsta_trl.console import source_table
 from orsta_trl.errors import RecipeError, exit_on_error
 
 
@@ -43,6 +41,7 @@ def _synth(args) -> None:
 
 
 def _check_data(args) -> int:
+    from orsta_trl.data.load import records_table
     from orsta_trl.data.records import load_records, skipped_report, split_records
 
     if args.skip_invalid:  # as `skip_invalid: true` trains: the valid records, the invalid ones reported
@@ -56,22 +55,8 @@ def _check_data(args) -> int:
     if not records:
         print(f"error: no records in {', '.join(args.paths)}", file=sys.stderr)
         return 1
-    by_source = defaultdict(list)
-    for record in records:
-        by_source[record.data_source].append(record)
-    table = {
-        source: {
-            "records": len(group),
-            "images": sum(len(r.images) for r in group),
-            "verifiers": ", ".join(
-                f"{k}={v}" for k, v in sorted(Counter(r.reward.verifier.name for r in group).items())
-            ),
-        }
-        for source, group in by_source.items()
-    }
-    columns = [("records", "records", "8d"), ("images", "images", "7d"), ("verifiers", "verifiers", "s")]
-    print(source_table(table, columns))
-    print(f"{len(records)} valid record(s) in {len(by_source)} source(s)")
+    print(records_table(records))
+    print(f"{len(records)} valid record(s) in {len({r.data_source for r in records})} source(s)")
     return 0
 
 
@@ -165,19 +150,12 @@ def _convert(args) -> int:
 
 def _recipe_processor(recipe_path: str, max_prompt_length: int | None = None):
     """(processor, max_prompt_length) that training with this recipe would use."""
-    from orsta_trl.models.loading import is_vision_model, load_processor
+    from orsta_trl.api import recipe_processor
     from orsta_trl.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, check=True)
-    orsta, name = recipe.orsta, recipe.model.model_name_or_path
-    try:
-        vision = is_vision_model(name)
-    except OSError as exc:
-        raise RecipeError(
-            f"{recipe_path}: model_name_or_path {name!r}: cannot read its config ({exc})"
-        ) from None
-    processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
-    return processor, max_prompt_length or orsta.max_prompt_length
+    processor, _ = recipe_processor(recipe)
+    return processor, max_prompt_length or recipe.orsta.max_prompt_length
 
 
 def _filter(args) -> int:

@@ -4,10 +4,10 @@ evaluation and the filters all see the same prompts."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from orsta_trl.console import say
+from orsta_trl.console import say, source_table
 from orsta_trl.data.prompt_pool import pooled
 from orsta_trl.data.records import Record, RecordError, load_records, skipped_report, split_records
 
@@ -52,3 +52,22 @@ def per_source_subset(records: list[Record], limit: int) -> list[Record]:
             seen[record.data_source] += 1
             kept.append(record)
     return kept
+
+
+def records_table(records: Sequence[Record]) -> str:
+    """Per source: records, images, and how many records each verifier scores (``check-data``'s summary)."""
+    by_source: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        by_source[record.data_source].append(record)
+    table = {
+        source: {
+            "records": len(group),
+            "images": sum(len(r.images) for r in group),
+            "verifiers": ", ".join(
+                f"{k}={v}" for k, v in sorted(Counter(r.reward.verifier.name for r in group).items())
+            ),
+        }
+        for source, group in by_source.items()
+    }
+    columns = [("records", "records", "8d"), ("images", "images", "7d"), ("verifiers", "verifiers", "s")]
+    return source_table(table, columns)
