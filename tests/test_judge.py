@@ -127,6 +127,10 @@ def test_verdicts_from_replies():
     )
     bad = verifier.score("a cat", gold, params, ctx, reply="no idea")
     assert (bad.accuracy, bad.parts["judge_valid"], bad.reason) == (0.0, 0.0, "judge_unparsable")
+    assert bad.detail == "no idea" and bad.as_dict()["detail"] == "no idea"  # what the judge said, kept
+    rambling = verifier.score("a cat", gold, params, ctx, reply="I think\n" + "hmm " * 100)
+    assert rambling.detail.startswith("I think hmm hmm") and len(rambling.detail) == 200
+    assert rambling.detail.endswith("...") and ok.detail is None
     assert verifier.score("a cat", gold, params, ctx).reason == "judge_error"  # no reply at all
     assert verifier.score("", gold, params, ctx, reply="Score: 9").reason == "no_answer"
 
@@ -225,6 +229,7 @@ def test_transformers_judge_scores_through_the_router(sevens_judge, tiny_lm):
             "judge_unparsable",
         ]  # "7" is not yes/no
         assert samples[0].parts == {"judge_score": 0.7, "judge_valid": 1.0}
+        assert samples[4].detail == "7" and samples[0].detail is None  # the unparsable reply, kept
         # the first three completions give one prompt (same question, reference and answer; the scale is
         # applied to the reply): sent once; the empty answer is never sent; "a blue circle?" is the other one
         # (its lone surrogate is replaced: the tokenizer would reject it)

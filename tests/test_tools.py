@@ -14,7 +14,7 @@ from PIL import Image
 from orsta_trl.errors import RecipeError
 from orsta_trl.recipe import load_recipe
 from orsta_trl.rewards.rollout import read_rollout
-from orsta_trl.tools.calculator import calculator
+from orsta_trl.tools.arithmetic import calculator
 from orsta_trl.tools.crop import image_tools_factory
 from orsta_trl.tools.registry import build_tools, guarded
 from orsta_trl.tools.result import ToolResult
@@ -266,3 +266,11 @@ def test_a_rollout_is_scored_on_its_real_outcomes_not_its_text():
     )  # what the text-only fallback (orsta-trl score on a dump) reads
     assert limit.tools["hit_limit"] and limit.tools["tool_outcomes"] == [False, False]
     assert limit.parts["tool_success"] == 0.0 and limit.reason == "no_answer"
+
+
+def test_the_built_in_tools_are_plain_functions_of_the_package():
+    import orsta_trl.tools
+
+    assert orsta_trl.tools.calculator("2 + 3 * 4").strip() == "14"
+    assert orsta_trl.tools.python("print(6 * 7)").strip() == "42"
+    assert orsta_trl.tools.calculator.__name__ == "calculator" and orsta_trl.tools.python.__name__ == "python"
