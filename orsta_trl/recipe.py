@@ -35,7 +35,7 @@ class OrstaConfig:
 
     Data: ``train_files``. Vision: ``freeze_vision``, ``freeze_merger``, ``min_pixels``, ``max_pixels``.
     Prompts: ``max_prompt_length``. Rewards: ``iou_schedule``, ``reward_timeout_s``, ``reward_workers``,
-    ``rewrite_embedder``. Evaluation: ``eval_datasets``, ``eval_iou_threshold``, ``eval_max_samples``.
+    ``rewrite_embedder``, ``verifier_modules``, ``reward_funcs``. Evaluation: ``eval_datasets``, ``eval_iou_threshold``, ``eval_max_samples``.
     Monitoring: ``dump_completions``, ``dump_format``, ``correct_threshold``, ``reflection_words``.
     Data engineering: ``prompt_pool*``, ``datasets`` (a weighted mixture), ``curriculum``, ``skip_invalid``.
     Tools: ``tools``, ``tool_modules``, ``mcp_servers``, ``tool_timeout_s``, ``tool_memory_mb``.
@@ -86,6 +86,20 @@ class OrstaConfig:
         default=0,
         metadata={
             "help": "Reward worker processes per rank (0: the usable cores divided among the node's ranks)."
+        },
+    )
+    verifier_modules: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Python modules whose public functions fn(completion, ground_truth, **params) -> float | dict "
+            "(and Verifier subclasses) become verifiers named after them (README: Your own reward)."
+        },
+    )
+    reward_funcs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "TRL reward functions by dotted name (trl.rewards.think_format_reward, my_pkg.f), each a "
+            "verifier named after the function, called with TRL's batch signature."
         },
     )
     rewrite_embedder: str | None = field(
@@ -256,6 +270,7 @@ class OrstaConfig:
                 UserWarning,
                 stacklevel=2,
             )
+        _check_user_verifiers(self)
         _check_data_settings(self)
         _check_tools(self)
         _check_warmup(self)
@@ -266,6 +281,16 @@ class OrstaConfig:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(RewardSettings)}
         values["iou_schedule"] = tuple(tuple(p) for p in self.iou_schedule)
         return RewardSettings(**values)
+
+
+def _check_user_verifiers(config: OrstaConfig) -> None:
+    """``verifier_modules`` and ``reward_funcs``: imported and registered now, so records can name them."""
+    from orsta_trl.verifiers.registry import load_user_verifiers
+
+    for key in ("verifier_modules", "reward_funcs"):
+        if isinstance(getattr(config, key), str):
+            setattr(config, key, [getattr(config, key)])
+    load_user_verifiers(config.verifier_modules, config.reward_funcs)
 
 
 def _check_data_settings(orsta: OrstaConfig) -> None:
