@@ -3,7 +3,7 @@
 orsta-trl train RECIPE [--key value ...]     train with GRPO (same as orsta_trl/train.py)
 orsta-trl make-tiny DIR [--text]             build a tiny random-weight Qwen2.5-VL (or Qwen2 text LM)
 orsta-trl synth OUT --n N --seed S [--tasks detection ocr ...]
-orsta-trl check-data PATH [PATH ...]         per-source summary, or every invalid record
+orsta-trl check-data PATH [PATH ...] [--recipe R]   per-source summary, or every invalid record
 orsta-trl check-recipe RECIPE [...]          validate recipes without loading weights
 orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 from orsta_trl.data.records import DatasetError
 from orsta_trl.errors import OrstaError, RecipeError
+from orsta_trl.verifiers.registry import short_answer_verifiers
 
 
 def exit_on_error(run: Callable[[], int | None]) -> int:
@@ -66,7 +67,11 @@ def _synth(args) -> None:
 
 def _check_data(args) -> int:
     from orsta_trl.data.records import load_records
+    from orsta_trl.recipe import orsta_config_from
 
+    orsta_config_from(
+        args.recipe
+    )  # the recipe's own verifiers (verifier_modules, reward_funcs) join the registry
     records = load_records(args.paths)
     if not records:
         print(f"error: no records in {', '.join(args.paths)}", file=sys.stderr)
@@ -262,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="validate dataset files and summarise them per source")
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--recipe", default=None, help="a recipe whose verifier_modules and reward_funcs records name"
+    )
     p.set_defaults(func=_check_data)
 
     p = sub.add_parser("check-recipe", help="validate recipes without loading weights")
@@ -321,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
         if kind in ("coco", "refcoco", "qa"):
             k.add_argument("--data-source", default=None)
         if kind == "qa":
-            k.add_argument("--verifier", choices=("math", "count", "ocr"), default="math")
+            k.add_argument("--verifier", choices=short_answer_verifiers(), default="math")
             k.add_argument("--question-key", default="question")
             k.add_argument("--answer-key", default="answer")
             k.add_argument("--image-key", default="image")

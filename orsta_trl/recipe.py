@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from orsta_trl.errors import RecipeError
-from orsta_trl.keys import nearest, unknown_key_message
+from orsta_trl.keys import not_one_of, unknown_key_message
 from orsta_trl.verifiers.base import (
     DEFAULT_IOU_SCHEDULE,
     DEFAULT_MAX_PIXELS,
@@ -148,9 +148,12 @@ class OrstaConfig:
             "help": "Append a seeded 'reason step by step' + 'answer format' sentence pair to prompts."
         },
     )
-    prompt_pool_verifiers: list[str] = field(
-        default_factory=lambda: ["math", "count", "ocr"],
-        metadata={"help": "Verifiers whose records get the prompt pool's sentences."},
+    prompt_pool_verifiers: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Verifiers whose records get the prompt pool's sentences (null: every verifier whose ground "
+            "truth is a short answer: math, count, ocr, and user verifiers that declare short_answer)."
+        },
     )
     prompt_pool_seed: int = field(default=0, metadata={"help": "Same seed, same sentences per record."})
     prompt_pool_free_form: list | None = field(
@@ -523,11 +526,7 @@ def check_values(values: dict[str, Any], where: str = "") -> None:
     """Reject, before anything is built, values that TRL or transformers would reject late or not at all."""
     for key, choices in CHOICES.items():
         if key in values and values[key] not in choices:
-            hint = nearest(str(values[key]), choices)
-            raise RecipeError(
-                f"{where}{key}: {values[key]!r} is not one of {list(choices)}"
-                + (f" (did you mean {hint!r}?)" if hint else "")
-            )
+            raise RecipeError(f"{where}{key}: {not_one_of(values[key], choices)}")
     steps = values.get("max_steps")
     if steps is not None and (steps == 0 or steps < -1):
         raise RecipeError(

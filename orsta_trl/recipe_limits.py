@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from orsta_trl.errors import RecipeError
-from orsta_trl.keys import nearest
+from orsta_trl.keys import not_one_of
 
 #: key -> (test, what the value must be); a key is checked only when the recipe gives it
 RANGES: dict[str, tuple[Any, str]] = {
@@ -101,8 +101,4 @@ def check_limits(values: dict[str, Any], where: str = "") -> None:
             continue
         if key == "attn_implementation" and isinstance(value, str) and "/" in value:
             continue  # a hub kernel, e.g. "kernels-community/flash-attn"
-        hint = nearest(str(value), [str(v) for v in valid])
-        raise RecipeError(
-            f"{where}{key}: {value!r} is not one of {list(valid)}"
-            + (f" (did you mean {hint!r}?)" if hint else "")
-        )
+        raise RecipeError(f"{where}{key}: {not_one_of(value, valid)}")

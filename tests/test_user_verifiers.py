@@ -15,7 +15,7 @@ import pytest
 
 import orsta_trl
 from orsta_trl.data.records import DatasetError, load_records
-from orsta_trl.errors import RecipeError
+from orsta_trl.errors import DataError, RecipeError
 from orsta_trl.recipe import load_recipe
 from orsta_trl.rewards import RewardRouter, RewardSettings
 from orsta_trl.verifiers.registry import BUILT_IN, REGISTRY, load_user_verifiers
@@ -268,3 +268,46 @@ def test_register_verifier_from_python(user_folder):
     assert orsta_trl.register_verifier(
         None, think_format_reward
     ).grader  # a TRL function: told by `completions`
+
+
+def test_short_answer_is_a_capability_user_verifiers_declare(user_folder):
+    """The prompt pool, the choice filter and the QA converter ask the verifier, not a list of names."""
+    from orsta_trl.data.convert.qa import qa
+    from orsta_trl.data.filters import rule_choice, rules_config
+    from orsta_trl.data.prompt_pool import apply_prompt_pool
+    from orsta_trl.verifiers.registry import short_answer_verifiers
+
+    load_user_verifiers(["user_rewards"])  # graded_answer declares short_answer; exact_answer does not
+    assert short_answer_verifiers() == ("math", "count", "ocr", "graded_answer")
+    records = load_records(
+        [_record("a", "graded_answer", 7), _record("b", "exact_answer", "yes"), _record("c", "count", 3)]
+    )
+    pooled = apply_prompt_pool(records)
+    assert [p.prompt != r.prompt for p, r in zip(pooled, records, strict=True)] == [True, False, True]
+    yes = load_records([_record("d", "graded_answer", "yes"), _record("e", "exact_answer", "yes")])
+    config = rules_config(None)["choice"]
+    assert [rule_choice(r, config) for r in yes] == ["answer 'yes' is an option or true/false", None]
+    (user_folder / "qa.jsonl").write_text('{"question": "How many?", "answer": "7"}\n')
+    report = qa(user_folder / "qa.jsonl", user_folder / "out.jsonl", verifier="graded_answer")
+    assert (
+        report.written == 1
+        and load_records([user_folder / "out.jsonl"])[0].reward.verifier.name == "graded_answer"
+    )
+    with pytest.raises(
+        DataError, match=r"'exact_answer' is not one of \['math', 'count', 'ocr', 'graded_answer'\]"
+    ):
+        qa(user_folder / "qa.jsonl", user_folder / "out2.jsonl", verifier="exact_answer")
+
+
+def test_commands_that_take_a_recipe_load_its_verifiers_first(user_folder):
+    """``eval --recipe`` and ``filter difficulty --recipe`` read the recipe's own keys (``orsta_config_from``)
+    before any record; ``check-data --recipe`` too (run in tests/test_user_verifiers_readme.py)."""
+    from orsta_trl.recipe import orsta_config_from
+
+    (user_folder / "r.yaml").write_text("verifier_modules: [my_verifiers]\nlearning_rate: 1.0e-3\n")
+    with pytest.raises(
+        DatasetError, match="your own verifier: name its module in the recipe's verifier_modules"
+    ):
+        load_records([_record("a", "whose_process", "x")])
+    orsta_config_from(user_folder / "r.yaml")
+    assert load_records([_record("a", "whose_process", "x")])[0].reward.verifier.name == "whose_process"

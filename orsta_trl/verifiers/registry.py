@@ -52,7 +52,11 @@ def get_verifier(name: str) -> Verifier:
     try:
         return REGISTRY[name]
     except (KeyError, TypeError):
-        raise FieldError("reward.verifier", unknown_key_message("verifier", str(name), REGISTRY)) from None
+        message = unknown_key_message("verifier", str(name), REGISTRY)
+        if name not in BUILT_IN:  # a user's verifier joins through the recipe or the Python API
+            message += "; your own verifier: name its module in the recipe's verifier_modules or reward_funcs"
+            message += " (commands take --recipe), or call orsta_trl.register_verifier"
+        raise FieldError("reward.verifier", message) from None
 
 
 def register_verifier(name: str | None, fn, *, batch: bool | None = None) -> Verifier:
