@@ -7,6 +7,7 @@ include user verifiers; here are the parts only user verifiers have."""
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import time
@@ -24,6 +25,7 @@ from orsta_trl.verifiers.registry import BUILT_IN, REGISTRY, load_user_verifiers
 #: process ran it (``verifier_modules``), and batch functions written as open-r1 writes its rewards
 #: (``reward_funcs``).
 VERIFIERS = """
+import json
 import os
 
 
@@ -96,6 +98,29 @@ def test_recipe_keys_register_both_forms_named_after_the_functions(user_folder):
         RecipeError, match=r"verifier_modules: my_rewards: .*tagged_answer_reward.*reward_funcs"
     ):
         load_user_verifiers(["my_rewards"], [])
+
+
+def test_a_verifier_subclass_in_a_verifier_module_joins_under_its_name(user_folder):
+    (user_folder / "my_classes.py").write_text(
+        textwrap.dedent(
+            """
+            from orsta_trl.verifiers.base import Verdict, Verifier
+
+
+            class Loud(Verifier):
+                name = "loud"
+                answer_policy = "completion"
+                short_answer = True
+
+                def score(self, text, gold, params, ctx):
+                    return Verdict(float(text.isupper()), 1.0)
+            """
+        )
+    )
+    (verifier,) = load_user_verifiers(["my_classes"])
+    assert REGISTRY["loud"] is verifier and type(verifier).__name__ == "Loud"
+    records = load_records([_record("a", "loud", None)])
+    assert [s.accuracy for s in RewardRouter(records).score(records * 2, ["HEY", "hey"])] == [1.0, 0.0]
 
 
 def test_recipe_errors_name_the_key_and_what_to_change(user_folder):
@@ -311,3 +336,28 @@ def test_commands_that_take_a_recipe_load_its_verifiers_first(user_folder):
         load_records([_record("a", "whose_process", "x")])
     orsta_config_from(user_folder / "r.yaml")
     assert load_records([_record("a", "whose_process", "x")])[0].reward.verifier.name == "whose_process"
+
+
+def test_eval_and_the_difficulty_filter_score_with_the_recipes_verifiers(user_folder, tiny_lm):
+    """``eval --recipe`` and ``filter difficulty --recipe``: the records name a verifier only the recipe knows."""
+    from orsta_trl.data.records import load_records as load
+    from orsta_trl.difficulty import filter_difficulty
+
+    (user_folder / "always.py").write_text(
+        "def always(completion: str, ground_truth) -> float:\n    return 1.0\n"
+    )
+    (user_folder / "r.yaml").write_text("verifier_modules: [always]\n")
+    data = user_folder / "d.jsonl"
+    data.write_text("".join(json.dumps(_record(f"q{i}", "always", None)) + "\n" for i in range(2)))
+    REGISTRY.pop("always", None)
+    report = orsta_trl.evaluate(
+        str(tiny_lm), [str(data)], max_new_tokens=4, recipe_path=str(user_folder / "r.yaml")
+    )
+    assert report["per_source"]["toy"]["accuracy"] == 1.0
+    REGISTRY.pop("always")
+    kept = user_folder / "kept.jsonl"
+    result = filter_difficulty(
+        data, kept, model=str(tiny_lm), k=2, keep="pass > 0.5", max_new_tokens=4,
+        recipe=str(user_folder / "r.yaml"), show_progress=False,
+    )  # fmt: skip
+    assert sum(result.kept.values()) == 2 and [r.extra["pass_rate"] for r in load([kept])] == [1.0, 1.0]
