@@ -98,12 +98,9 @@ def _worker_main(conn: Connection) -> None:
 
 @dataclass(frozen=True)
 class Task:
-    """One slow job of ``verifier``: a built-in verifier's name, or a user verifier pickled
-    (:func:`~orsta_trl.verifiers.registry.worker_reference`).
-
+    """One slow job of ``verifier`` (a built-in's name, or a user verifier pickled: ``worker_reference``).
     ``affinity``: jobs with the same key (math: the gold's text) go to the same worker while it has more of
-    them, so a gold is parsed once per batch instead of once in every worker.
-    """
+    them, so a gold is parsed once per batch instead of once in every worker."""
 
     verifier: str | bytes
     job: Any

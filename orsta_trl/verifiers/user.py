@@ -115,7 +115,8 @@ def where_it_runs(verifier: Verifier) -> str:
         return "in process, once per batch (a TRL reward function)"
     if verifier.isolated:
         return f"in the reward workers (CPU-time limit per call; from {_origin(verifier)})"
-    return f"in process ({getattr(verifier, 'why_in_process', 'it does not pickle')})"
+    why = getattr(verifier, "why_in_process", None) or "its class sets isolated = False"
+    return f"in process ({why})"
 
 
 def _origin(verifier: Verifier) -> str:
