@@ -3,7 +3,7 @@
 orsta-trl train RECIPE [--key value ...]     train with GRPO (same as orsta_trl/train.py)
 orsta-trl make-tiny DIR [--text]             build a tiny random-weight Qwen2.5-VL (or Qwen2 text LM)
 orsta-trl synth OUT --n N --seed S [--tasks detection ocr ...]
-orsta-trl check-data PATH [PATH ...]         per-source summary, or every invalid record
+orsta-trl check-data PATH [PATH ...] [--skip-invalid] [--recipe R]   per-source summary, or every invalid record
 orsta-trl check-recipe RECIPE [...]          validate recipes without loading weights
 orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
@@ -22,6 +22,7 @@ import argparse
 import sys
 
 from orsta_trl.errors import RecipeError, exit_on_error
+from orsta_trl.verifiers.registry import short_answer_verifiers
 
 
 def _make_tiny(args) -> None:
@@ -43,6 +44,10 @@ def _synth(args) -> None:
 def _check_data(args) -> int:
     from orsta_trl.data.load import records_table
     from orsta_trl.data.records import load_records, skipped_report, split_records
+    from orsta_trl.recipe import orsta_config_from
+
+    # the recipe's own verifiers (verifier_modules, reward_funcs) join the registry before any record is read
+    orsta_config_from(args.recipe)
 
     if args.skip_invalid:  # as `skip_invalid: true` trains: the valid records, the invalid ones reported
         records, errors = split_records(args.paths)
@@ -241,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="summarise the valid records and report the invalid ones (as `skip_invalid: true` trains)",
     )
+    p.add_argument(
+        "--recipe", default=None, help="a recipe whose verifier_modules and reward_funcs records name"
+    )
     p.set_defaults(func=_check_data)
 
     p = sub.add_parser("check-recipe", help="validate recipes without loading weights")
@@ -305,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         if kind in ("coco", "refcoco", "qa"):
             k.add_argument("--data-source", default=None)
         if kind == "qa":
-            k.add_argument("--verifier", choices=("math", "count", "ocr"), default="math")
+            k.add_argument("--verifier", choices=short_answer_verifiers(), default="math")
             k.add_argument("--question-key", default="question")
             k.add_argument("--answer-key", default="answer")
             k.add_argument("--image-key", default="image")

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orsta_trl.tools.result import ToolResult
+from orsta_trl.verifiers.tool import reports_failure
 
 SERVER_KEYS = ("name", "command", "args", "env")
 
@@ -156,7 +157,9 @@ class McpServers:
             for block in result.content
         )
         failed = bool(getattr(result, "is_error", False) or getattr(result, "isError", False))
-        if failed and not text.startswith("Error"):
+        if failed and not reports_failure(
+            text
+        ):  # the server's failure, written the way every tool writes one
             text = f"Error: {text}"
         return ToolResult(text, ok=not failed)
 

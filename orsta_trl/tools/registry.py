@@ -23,6 +23,7 @@ from typing import Any
 
 from orsta_trl.tools.crop import IMAGE_TOOLS
 from orsta_trl.tools.result import ToolResult
+from orsta_trl.verifiers.tool import reports_failure
 
 #: Built-in tools by recipe name.
 BUILTIN = ("calculator", "python", "crop", "zoom")
@@ -95,7 +96,7 @@ def as_result(result: Any):
     ):
         return result
     text = result if isinstance(result, str) else json.dumps(result, default=str)
-    return ToolResult(text, ok=not text.lstrip().startswith("Error"))
+    return ToolResult(text, ok=not reports_failure(text))
 
 
 def module_tools(name: str) -> list[Callable]:
