@@ -154,7 +154,9 @@ class McpServers:
         params = StdioServerParameters(
             command=server_command(spec["command"]), args=list(spec.get("args", [])), env=spec.get("env")
         )
-        errlog = self._errlogs[spec["name"]] = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        errlog = self._errlogs[spec["name"]] = tempfile.TemporaryFile(
+            "w+", encoding="utf-8", errors="replace"
+        )
         try:
             async with (
                 stdio_client(params, errlog=errlog) as (read, write),

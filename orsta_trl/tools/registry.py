@@ -110,7 +110,7 @@ def module_tools(name: str) -> list[Callable]:
 
     try:  # the working folder first, as `python script.py` run there would resolve it
         module = import_user_module(name, key="tool_modules")
-    except RecipeError as exc:  # not found (the folders tried named), or the module's own error while importing
+    except RecipeError as exc:  # not found (naming the folders tried), or the module's own import error
         raise ValueError(str(exc)) from None
     names = getattr(module, "__all__", None) or [
         n for n, f in vars(module).items() if inspect.isfunction(f) and f.__module__ == module.__name__
