@@ -17,7 +17,7 @@ What it changes, and why:
   :meth:`_record_samples`, which adds completion lengths and truncation, gathers every rank's samples (so every
   rank holds the same rows and logs the same values), and feeds the source monitor, the end-of-run summary and,
   on the main process, the completion dumps. No verdict is read back from router state.
-* tools (issue 11): a :class:`~orsta_trl.tools.registry.ToolSet` becomes TRL's ``tools`` and
+* tools: a :class:`~orsta_trl.tools.registry.ToolSet` becomes TRL's ``tools`` and
   ``environment_factory``; TRL's own loop runs them (tool tokens masked from the loss), and the reward function
   reads each completion as a rollout with its real tool outcomes.
 * ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log,
@@ -41,8 +41,9 @@ What it changes, and why:
   :class:`~orsta_trl.monitor.tensorboard.OrstaTensorBoard`, which writes each log call (hundreds of per-source
   scalars) as one event, and continues the earlier log folder on resume, so a resumed run shows as one run.
 * Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
-  before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. TRL's own
-  sampled evaluation is not used.
+  before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. The
+  ``evaluator`` it is handed generates and scores (the offline path of :mod:`orsta_trl.evaluation`, with the
+  run's tools); TRL's own sampled evaluation is not used.
 
 Deviation from TRL: nothing in the loss or the advantage computation is changed.
 """
@@ -71,7 +72,7 @@ from orsta_trl.models.checkpoint import (
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
 from orsta_trl.models.tokens import drop_placeholders, placeholder_ids, stop_ids
 from orsta_trl.monitor.dumps import CompletionDumper
-from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor
+from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, eval_metrics
 from orsta_trl.monitor.summary import SourceSummary
 from orsta_trl.monitor.tensorboard import use_orsta_tensorboard
 from orsta_trl.monitor.writing import console_callback, eval_summary, history_entries, log_values, seen_values
@@ -84,12 +85,25 @@ class OrstaGRPOTrainer(GRPOTrainer):
         router: scores every completion against its record (its records are the training records).
         orsta: our recipe settings (:class:`orsta_trl.recipe.OrstaConfig`); defaults when None.
         eval_records: held-out records of the decoupled evaluation (the trainer owns them; none: no evaluation).
+        evaluator: generates and scores ``eval_records`` (:class:`orsta_trl.evaluation.Scorer`, called as
+            ``evaluator(model, processing_class, records, max_new_tokens=, batch_size=, iou=)`` → samples);
+            required with ``eval_records``.
         toolset: the run's tools (:func:`orsta_trl.tools.registry.build_tools`): TRL's ``tools`` and
             ``environment_factory``; the reward then reads each completion as a multi-turn rollout.
         *args, **kwargs: as for ``trl.GRPOTrainer``, without ``reward_funcs``.
     """
 
-    def __init__(self, *args, router, orsta=None, eval_records=None, sampling=None, toolset=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        router,
+        orsta=None,
+        eval_records=None,
+        evaluator=None,
+        sampling=None,
+        toolset=None,
+        **kwargs,
+    ):
         from orsta_trl.recipe import OrstaConfig
 
         processing_class = kwargs.get("processing_class")
@@ -98,8 +112,15 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.router = router
         self.orsta = orsta or OrstaConfig()
         self.eval_records = list(eval_records or [])
+        if self.eval_records and evaluator is None:
+            raise ValueError(
+                "eval_records need an evaluator (orsta_trl.evaluation.Scorer) to generate and score"
+            )
+        self.evaluator = evaluator
         self.summary = SourceSummary()
-        self.sampling = sampling  # orsta_trl.data.sampling.SamplingPlan (issue 10), or None
+        self.sampling = (
+            sampling  # orsta_trl.data.sampling.SamplingPlan (mixture weights, curriculum), or None
+        )
         #: The run's tools (:class:`orsta_trl.tools.registry.ToolSet`), handed to TRL's tool loop; None: no tools.
         self.toolset = toolset
         if toolset is not None:
@@ -260,10 +281,8 @@ class OrstaGRPOTrainer(GRPOTrainer):
 
     # ---- decoupled evaluation
     def evaluate_sources(self) -> list:
-        """Greedy evaluation of ``eval_records`` on every rank's shard; per-source metrics from all ranks."""
+        """Greedy evaluation of ``eval_records`` on every rank's shard; per-source metric rows from all ranks."""
         from trl.models import unwrap_model_for_generation
-
-        from orsta_trl.evaluation import eval_metrics, greedy_completions, score_generated
 
         records = self.eval_records
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
@@ -273,15 +292,15 @@ class OrstaGRPOTrainer(GRPOTrainer):
         with unwrap_model_for_generation(
             self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
         ) as model:
-            generated = greedy_completions(
+            rows = self.evaluator(
                 model,
                 self.processing_class,
                 padded,
                 max_new_tokens=self.max_completion_length,
                 batch_size=self.args.per_device_eval_batch_size,
+                iou=self.orsta.eval_iou_threshold,
             )
-        rows = score_generated(self.router, shard, generated[: len(shard)], self.orsta.eval_iou_threshold)
-        rows = gather_object(rows)
+        rows = gather_object(rows[: len(shard)])
         words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
         return eval_metrics(rows, self.orsta.correct_threshold, words)
 

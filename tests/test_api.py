@@ -206,7 +206,9 @@ def test_the_layer_check_sees_a_violation_planted_in_every_package(package, tmp_
     a, b = victims[-2:] if len(victims) > 1 else (victim, victim)
     for planted, other in ((a, b), (b, a)):
         planted.write_text(planted.read_text(encoding="utf-8") + f"\nimport {module_name(copy, other)}\n")
-    assert import_cycles(copy) == [sorted({module_name(copy, a), module_name(copy, b)})]
+    # the planted pair is one cycle (it may pull in a module that already sits between them)
+    cycles = import_cycles(copy)
+    assert len(cycles) == 1 and {module_name(copy, a), module_name(copy, b)} <= set(cycles[0]), cycles
 
 
 def module_name(root: Path, path: Path) -> str:

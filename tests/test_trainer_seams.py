@@ -4,6 +4,7 @@ filter, and placeholder tokens kept out of completions."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -188,3 +189,49 @@ def test_a_bare_flag_is_true_and_an_unknown_one_is_rejected_by_the_recipe():
     assert parse_overrides(["--bogus"]) == {"bogus": True}
     with pytest.raises(RecipeError, match="unknown recipe key 'bogus'"):
         load_recipe(None, ["--bogus"])
+
+
+def test_build_trainer_checks_verifiers_and_plans_sampling_once(tiny_vl, synth_data, tmp_path, monkeypatch):
+    """The phases of build_trainer run each check once: verifiers are checked ready with the records (before the
+    model loads), the sampling plan is made on the rows that fit; the evaluator is handed to the trainer."""
+    import orsta_trl
+    import orsta_trl.data.sampling as sampling
+    import orsta_trl.rewards.router as router_module
+    from orsta_trl.evaluation import Scorer
+
+    calls = {"ready": 0, "plan": 0}
+    ready, plan = router_module.check_ready, sampling.sampling_plan
+
+    def counted_ready(*args, **kwargs):
+        calls["ready"] += 1
+        return ready(*args, **kwargs)
+
+    def counted_plan(*args, **kwargs):
+        calls["plan"] += 1
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(router_module, "check_ready", counted_ready)
+    monkeypatch.setattr(sampling, "sampling_plan", counted_plan)
+    recipe = orsta_trl.load_recipe(
+        None,
+        model_name_or_path=str(tiny_vl),
+        datasets=[{"path": str(synth_data), "weight": 1.0}],
+        eval_datasets=[str(synth_data)],
+        eval_max_samples=1,
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        max_prompt_length=100_000,
+    )
+    trainer = orsta_trl.build_trainer(recipe)
+    trainer.router.close()
+    assert calls == {"ready": 1, "plan": 1}
+    assert trainer.sampling.active and set(trainer.sampling.weights) == {
+        (r.data_source, r.id) for r in trainer.router.records.values()
+    }
+    assert isinstance(trainer.evaluator, Scorer) and trainer.evaluator.router is trainer.router
+    assert trainer.eval_records
+    import orsta_trl.trainer
+
+    assert "orsta_trl.evaluation" not in Path(orsta_trl.trainer.__file__).read_text()  # handed, not imported

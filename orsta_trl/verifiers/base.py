@@ -57,13 +57,15 @@ class Verdict:
 
     ``accuracy`` and ``format`` lie in [0, 1]; ``parts`` holds any other named scores (each in [0, 1]);
     ``reason`` is None for a completion that could be scored as intended, else a short code such as
-    ``no_answer``, ``unparsable_boxes`` or ``timeout``.
+    ``no_answer``, ``unparsable_boxes`` or ``timeout``; ``detail`` is what lies behind a reason when it helps to
+    read it (a judge's unparsable reply, shortened), kept in the dumps and ``score``'s output, never counted.
     """
 
     accuracy: float
     format: float
     parts: Mapping[str, float] = field(default_factory=dict)
     reason: str | None = None
+    detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class Verdict:
             "format": self.format,
             "parts": dict(self.parts),
             "reason": self.reason,
+            **({"detail": self.detail} if self.detail is not None else {}),
         }
 
 

@@ -191,4 +191,4 @@ class ToolVerifier(Verifier):
             verdict = inner.score(wrapped, gold.gold, gold.params, ctx, slow=slow)
         else:
             verdict = inner.score(wrapped, gold.gold, gold.params, ctx)
-        return Verdict(verdict.accuracy, s["format"], parts, reason=verdict.reason)
+        return Verdict(verdict.accuracy, s["format"], parts, reason=verdict.reason, detail=verdict.detail)
