@@ -309,13 +309,14 @@ def path_problems(recipe: Any, *, files: bool = True) -> list[str]:
     problems = []
     name = recipe.model.model_name_or_path
     if name:
-        model = Path(name).expanduser()
-        if model.exists() and not (model / "config.json").is_file():
-            problems.append(f"model_name_or_path: {name} has no config.json (is it a model folder?)")
-        elif not model.exists() and (name.startswith((".", "/", "~")) or name.count("/") != 1):
+        from orsta_trl.models.paths import missing_model_message
+
+        problem = missing_model_message(name)  # a mistyped folder fails here, not after 25 s of hub retries
+        if problem and "has no config.json" in problem:
+            problems.append(f"model_name_or_path: {problem}")
+        elif problem:
             problems.append(
-                f"model_name_or_path: no such folder {name} (relative paths start at {Path.cwd()}), "
-                "and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
+                f"model_name_or_path: {problem}, and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
             )
     out = Path(recipe.grpo.output_dir)
     existing = next(p for p in (out, *out.parents) if p.exists())
