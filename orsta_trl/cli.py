@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter, defaultdict
 
-from orsta_trl.console import source_table
 from orsta_trl.errors import RecipeError, exit_on_error
 
 
@@ -43,38 +41,41 @@ def _synth(args) -> None:
 
 
 def _check_data(args) -> int:
-    from orsta_trl.data.records import load_records
+    from orsta_trl.data.load import records_table
+    from orsta_trl.data.records import load_records, skipped_report, split_records
 
-    records = load_records(args.paths)
+    if args.skip_invalid:  # as `skip_invalid: true` trains: the valid records, the invalid ones reported
+        records, errors = split_records(args.paths)
+        if errors:
+            print(f"skipped {len(errors)} invalid record(s):\n{skipped_report(errors)}", file=sys.stderr)
+            for error in errors[:10]:
+                print(f"  {error}", file=sys.stderr)
+    else:
+        records = load_records(args.paths)
     if not records:
         print(f"error: no records in {', '.join(args.paths)}", file=sys.stderr)
         return 1
-    by_source = defaultdict(list)
-    for record in records:
-        by_source[record.data_source].append(record)
-    table = {
-        source: {
-            "records": len(group),
-            "images": sum(len(r.images) for r in group),
-            "verifiers": ", ".join(
-                f"{k}={v}" for k, v in sorted(Counter(r.reward.verifier.name for r in group).items())
-            ),
-        }
-        for source, group in by_source.items()
-    }
-    columns = [("records", "records", "8d"), ("images", "images", "7d"), ("verifiers", "verifiers", "s")]
-    print(source_table(table, columns))
-    print(f"{len(records)} valid record(s) in {len(by_source)} source(s)")
+    print(records_table(records))
+    print(f"{len(records)} valid record(s) in {len({r.data_source for r in records})} source(s)")
     return 0
 
 
 def _check_recipe(args) -> int:
     from orsta_trl.recipe import load_recipe
+    from orsta_trl.recipe.checks import path_problems
 
     failed = 0
     for path in args.recipes:
         try:
             recipe = load_recipe(path, check=True)
+            problems = [] if args.skip_paths else path_problems(recipe)  # hub names are left to the hub
+            if problems:
+                raise RecipeError(
+                    f"{path}: {problems[0]}"
+                    if len(problems) == 1
+                    else f"{path}: {len(problems)} problems:\n"
+                    + "\n".join(f"  {path}: {p}" for p in problems)
+                )
         except RecipeError as exc:
             print(f"FAIL {exc}", file=sys.stderr)
             failed += 1
@@ -149,19 +150,12 @@ def _convert(args) -> int:
 
 def _recipe_processor(recipe_path: str, max_prompt_length: int | None = None):
     """(processor, max_prompt_length) that training with this recipe would use."""
-    from orsta_trl.models.loading import is_vision_model, load_processor
+    from orsta_trl.api import recipe_processor
     from orsta_trl.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, check=True)
-    orsta, name = recipe.orsta, recipe.model.model_name_or_path
-    try:
-        vision = is_vision_model(name)
-    except OSError as exc:
-        raise RecipeError(
-            f"{recipe_path}: model_name_or_path {name!r}: cannot read its config ({exc})"
-        ) from None
-    processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
-    return processor, max_prompt_length or orsta.max_prompt_length
+    processor, _ = recipe_processor(recipe)
+    return processor, max_prompt_length or recipe.orsta.max_prompt_length
 
 
 def _filter(args) -> int:
@@ -242,10 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="validate dataset files and summarise them per source")
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="summarise the valid records and report the invalid ones (as `skip_invalid: true` trains)",
+    )
     p.set_defaults(func=_check_data)
 
     p = sub.add_parser("check-recipe", help="validate recipes without loading weights")
     p.add_argument("recipes", nargs="+")
+    p.add_argument(
+        "--skip-paths",
+        action="store_true",
+        help="check keys and values only, not that local model, data and output paths exist (data not prepared)",
+    )
     p.set_defaults(func=_check_recipe)
 
     p = sub.add_parser("score", help="score completions against records with the verifiers")

@@ -79,8 +79,7 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
     Raises:
         RecipeError, DataError: before the model loads.
     """
-    from orsta_trl.data.prompt_pool import pooled
-    from orsta_trl.data.records import load_records
+    from orsta_trl.data.load import load_pooled
     from orsta_trl.models.loading import freeze_vision, is_vision_model, load_model, load_processor
 
     grpo, orsta, name = recipe.grpo, recipe.orsta, recipe.model.model_name_or_path
@@ -89,7 +88,7 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
         raise RecipeError("warmup_sft_steps: give a positive number of SFT steps (e.g. 150 for the demo)")
     if not name or not Path(name).exists() and name.count("/") != 1:
         raise RecipeError(f"model_name_or_path: no such folder {name!r}")
-    records = pooled(load_records(orsta.train_files), orsta)  # the prompts GRPO will see (prompt pool)
+    records, _ = load_pooled(orsta.train_files, orsta)  # the prompts GRPO will see (prompt pool)
     if not records:
         raise DataError(f"{', '.join(map(str, orsta.train_files))}: no records to warm up on")
     for record in records:  # every reference answer, before anything is loaded

@@ -14,7 +14,21 @@ PRINTED = {
         "synth_colour   held-out accuracy",  # measured before GRPO and after it, from the warm-up
         "synth_shape    held-out accuracy",
     ],
+    # the references of the synthetic records (seeded: the same on every machine), and each completion's score:
+    # exact answers 1, a malformed box list 0 (unparsable_boxes), an unboxed math answer 0 (no_answer), a wrong
+    # OCR reading only its format weight (0.1 / 1.1 = 0.091), the detection a box 1 px too wide just below 1
     "02_rewards": [
+        "synth_ocr        ocr        reference: rocket",
+        "synth_math       math       reference: 65",
+        "synth_colour     ocr        reference: blue",
+        "detection  reward 1.000  acc 1.000  format 1                 '<think>boxes</think>",
+        "detection  reward 0.989  acc 0.988  format 1                 '<think>one box a bit wide</think>",
+        "detection  reward 0.000  acc 0.000  format 0  unparsable_boxes '<answer>[{\"bbox_2d\": [1, 2]}]</answer>'",
+        "ocr        reward 1.000  acc 1.000  format 1                 '<think>read it</think><answer>rocket</answer>'",
+        "ocr        reward 0.091  acc 0.000  format 1                 '<answer>something else</answer>'",
+        "math       reward 1.000  acc 1.000  format 1                 '<think>compute</think><answer>\\\\boxed{65}</answer>'",
+        "math       reward 0.000  acc 0.000  format 0  no_answer      'the answer is probably 12'",
+        "ocr        reward 1.000  acc 1.000  format 1                 '<answer>blue</answer>'",
         "IoU of the wide box with its ground truth: 0.917 (11 px wide, 1 px more)",
         "progress 0.00  IoU threshold 0.85  reward 0.99",
         "progress 0.20  IoU threshold 0.95  reward 0.82",

@@ -160,9 +160,15 @@ def freeze_vision(model, *, freeze_merger: bool = True) -> int:
         if not freeze_merger and (name == "merger" or name.startswith("merger.")):
             continue
         if parameter.requires_grad:
-            frozen += parameter.numel()
+            frozen += full_numel(parameter)
         parameter.requires_grad_(False)
     return frozen
+
+
+def full_numel(parameter) -> int:
+    """The parameter's full size, also under ZeRO-3, where each rank holds a shard and ``numel()`` is 0: DeepSpeed
+    keeps the real size in ``ds_numel``."""
+    return int(getattr(parameter, "ds_numel", parameter.numel()))
 
 
 def parameter_counts(model) -> dict[str, int]:
@@ -171,7 +177,7 @@ def parameter_counts(model) -> dict[str, int]:
     vision_ids = {id(p) for p in visual.parameters()} if visual is not None else set()
     counts = {"total": 0, "trainable": 0, "frozen": 0, "vision": 0, "vision_trainable": 0}
     for parameter in model.parameters():
-        n = parameter.numel()
+        n = full_numel(parameter)
         counts["total"] += n
         counts["trainable" if parameter.requires_grad else "frozen"] += n
         if id(parameter) in vision_ids:

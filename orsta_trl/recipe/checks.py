@@ -283,3 +283,54 @@ def _warmup(s: Any) -> list[str]:
     if "{answer}" not in s.warmup_sft_template:
         problems.append(f"warmup_sft_template must contain {{answer}}, got {s.warmup_sft_template!r}")
     return problems
+
+
+def path_problems(recipe: Any, *, files: bool = True) -> list[str]:
+    """The recipe's local paths: the model folder, the output folder's place, and (``files``) every train and
+    eval file. Hub names (``org/name``, ``org/name[:split]``) are left to the hub, as training does.
+
+    Args:
+        recipe: a loaded :class:`~orsta_trl.recipe.Recipe`.
+        files: also check ``train_files`` (``datasets``' paths) and ``eval_datasets``.
+
+    Returns:
+        One line per problem, naming the key and the path.
+    """
+    from pathlib import Path
+
+    problems = []
+    name = recipe.model.model_name_or_path
+    if name:
+        model = Path(name).expanduser()
+        if model.exists() and not (model / "config.json").is_file():
+            problems.append(f"model_name_or_path: {name} has no config.json (is it a model folder?)")
+        elif not model.exists() and (name.startswith((".", "/", "~")) or name.count("/") != 1):
+            problems.append(
+                f"model_name_or_path: no such folder {name} (relative paths start at {Path.cwd()}), "
+                "and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
+            )
+    out = Path(recipe.grpo.output_dir)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        problems.append(f"output_dir: {existing} is a file, so {out} cannot be created")
+    if files:
+        for key in ("train_files", "eval_datasets"):
+            for item in getattr(recipe.orsta, key):
+                if isinstance(item, str) and not _dataset_exists(item):
+                    problems.append(
+                        f"{key}: {item}: no such file (relative paths start at {Path.cwd()}), "
+                        "and not a hub dataset name like 'org/name[:split]'"
+                    )
+    return problems
+
+
+def _dataset_exists(item: str) -> bool:
+    """A file that exists, or a name that can only be a hub dataset (``org/name[:split]``, no file suffix)."""
+    from pathlib import Path
+
+    if Path(item).expanduser().exists():
+        return True
+    name = item.partition(":")[0]
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and Path(name).suffix not in (
+        ".jsonl", ".json", ".parquet",
+    )  # fmt: skip

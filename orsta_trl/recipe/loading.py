@@ -132,7 +132,7 @@ def load_recipe(
     return build_recipe(values, path=str(path) if path else None, check=check)
 
 
-def _problem_report(where: str, problems: list[str]) -> RecipeError:
+def problem_report(where: str, problems: list[str]) -> RecipeError:
     """One problem on one line; several as a list under a count (``check-recipe`` prints it as it is)."""
     if len(problems) == 1:
         return RecipeError(where + problems[0])
@@ -176,7 +176,7 @@ def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool
             problems[cls].append(str(exc))
     found = list(dict.fromkeys(p for listed in problems.values() for p in listed))
     if found:
-        raise _problem_report(where, found)
+        raise problem_report(where, found)
     grpo = built[GRPOConfig]
     for key, value in restore.items():
         setattr(grpo, key, value)
@@ -195,7 +195,7 @@ def orsta_config_from(path: str | Path | None) -> OrstaConfig:
     try:
         return OrstaConfig(**{k: v for k, v in values.items() if k in names})
     except RecipeProblems as exc:
-        raise _problem_report(f"{path}: ", exc.problems) from None
+        raise problem_report(f"{path}: ", exc.problems) from None
     except (TypeError, ValueError) as exc:
         raise RecipeError(f"{path}: {exc}") from None
 

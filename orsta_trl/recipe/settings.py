@@ -115,7 +115,16 @@ class EvalSettings:
 
 @dataclass
 class MonitorSettings:
-    """Per-source monitoring and completion dumps."""
+    """Per-source monitoring, completion dumps, and whether a run may write into another run's folder."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an output_dir that holds another run's model, checkpoints or logs (transformers' "
+            "former key). Off: such a folder is refused before anything is written; resume_from_checkpoint "
+            "continues it instead. Nothing is deleted: the earlier run's checkpoints stay beside the new ones."
+        },
+    )
 
     dump_completions: float = field(
         default=0.0,
