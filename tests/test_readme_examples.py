@@ -218,6 +218,9 @@ def test_every_command_of_the_readme_table_runs(tmp_path, untouched_demo):
     assert (tmp_path / "clean/qa.jsonl").exists() and (tmp_path / "mid.jsonl").exists()
     json.loads(out["plan RECIPE ... [--gpus N] [--gpu-memory GIB] [--json] #1"].stdout)
     assert (tmp_path / "warm/config.json").exists() and (tmp_path / "merged/config.json").exists()
+    sft = out["sft RECIPE OUT [--key value ...] #0"]
+    assert "2/2 [" in sft.stderr and "step 2/2  loss" in sft.stdout + sft.stderr  # a progress bar, compact lines
+    assert "{'" not in sft.stdout + sft.stderr
 
 
 # ---- the tool-use walkthrough ---------------------------------------------------------------------------------
