@@ -219,7 +219,9 @@ def test_every_command_of_the_readme_table_runs(tmp_path, untouched_demo):
     json.loads(out["plan RECIPE ... [--gpus N] [--gpu-memory GIB] [--json] #1"].stdout)
     assert (tmp_path / "warm/config.json").exists() and (tmp_path / "merged/config.json").exists()
     sft = out["sft RECIPE OUT [--key value ...] #0"]
-    assert "2/2 [" in sft.stderr and "step 2/2  loss" in sft.stdout + sft.stderr  # a progress bar, compact lines
+    assert (
+        "2/2 [" in sft.stderr and "step 2/2  loss" in sft.stdout + sft.stderr
+    )  # a progress bar, compact lines
     assert "{'" not in sft.stdout + sft.stderr
 
 
@@ -318,3 +320,14 @@ def test_tiny_parameter_counts_in_the_readme_are_what_training_prints(tiny_vl):
     total, trainable = re.search(r"([\d.]+ M) total, ([\d.]+ M) trainable", printed).groups()
     assert f"| {total} total, {trainable} trainable |" in README  # the Measured table
     assert f"({total} parameters)" in README  # the demo's description
+
+
+def test_the_readme_notebook_command_runs(tmp_path, untouched_demo):
+    (command,) = [b for b in code_blocks(section("Notebooks"), "bash") if "nbconvert" in b]
+    args = shlex.split(command.replace("/tmp/notebooks", str(tmp_path)))
+    run([REPO / args[0], *args[1:]], REPO, timeout=900)
+    import nbformat
+
+    (executed,) = tmp_path.glob("*.ipynb")
+    outputs = [o for cell in nbformat.read(executed, as_version=4).cells for o in cell.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
