@@ -331,3 +331,17 @@ def test_the_readme_notebook_command_runs(tmp_path, untouched_demo):
     (executed,) = tmp_path.glob("*.ipynb")
     outputs = [o for cell in nbformat.read(executed, as_version=4).cells for o in cell.get("outputs", [])]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_the_console_line_in_the_readme_is_what_a_log_prints():
+    from orsta_trl.monitor.writing import log_line
+
+    (quoted,) = [
+        b.strip()
+        for b in code_blocks(section("Monitoring: every metric per data source"), "")
+        if "step " in b
+    ]
+    logs = {"loss": 0.0012, "grad_norm": 0.5, "reward": 0.625, "reward_std": 0.354, "epoch": "0.3",
+            "source/synth_colour/accuracy": 0.75, "source/synth_shape/accuracy": 0.5,
+            "source/synth_colour/reward": 0.8}  # fmt: skip
+    assert log_line(20, 60, logs) == quoted
