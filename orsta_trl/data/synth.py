@@ -269,7 +269,7 @@ _BUILDERS = dict(zip(TASKS, (_detection, _grounding, _counting, _ocr, _math, _ch
 # Tasks a tiny model can see (issue 15), only when asked for by name: the default set stays TASKS.
 from orsta_trl.data import synth_easy  # noqa: E402  (it draws with this module's helpers)
 
-EASY_TASKS: tuple[str, ...] = ("colour", "shape", "position")
+EASY_TASKS: tuple[str, ...] = ("colour", "shape", "position", "locate")
 
 
 def _builder(task: str):
