@@ -20,32 +20,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter, defaultdict
-from collections.abc import Callable
 
-from orsta_trl.data.records import DatasetError
-from orsta_trl.errors import OrstaError, RecipeError
-
-
-def exit_on_error(run: Callable[[], int | None]) -> int:
-    """Run a command; a library error (bad recipe, bad data, a verifier not ready) becomes one message on
-    stderr and exit status 1. The only place where errors turn into exit codes."""
-    try:
-        return run() or 0
-    except DatasetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} invalid record(s)", file=sys.stderr)
-        return 1
-    except OrstaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the environment, not our data: a permission, a full disk
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C: the library has stopped its workers; a shell's usual 128 + SIGINT
-        print("interrupted (Ctrl-C): no half-written checkpoint was kept", file=sys.stderr)
-        return 130
+from orsta_trl.errors import RecipeError, exit_on_error
 
 
 def _make_tiny(args) -> None:
@@ -65,36 +41,41 @@ def _synth(args) -> None:
 
 
 def _check_data(args) -> int:
-    from orsta_trl.data.records import load_records
+    from orsta_trl.data.load import records_table
+    from orsta_trl.data.records import load_records, skipped_report, split_records
 
-    records = load_records(args.paths)
+    if args.skip_invalid:  # as `skip_invalid: true` trains: the valid records, the invalid ones reported
+        records, errors = split_records(args.paths)
+        if errors:
+            print(f"skipped {len(errors)} invalid record(s):\n{skipped_report(errors)}", file=sys.stderr)
+            for error in errors[:10]:
+                print(f"  {error}", file=sys.stderr)
+    else:
+        records = load_records(args.paths)
     if not records:
         print(f"error: no records in {', '.join(args.paths)}", file=sys.stderr)
         return 1
-    by_source = defaultdict(list)
-    for record in records:
-        by_source[record.data_source].append(record)
-    header = f"{'data_source':<24} {'records':>8} {'images':>7}  verifiers"
-    print(header)
-    print("-" * len(header))
-    for source in sorted(by_source):
-        group = by_source[source]
-        verifiers = Counter(r.reward.verifier.name for r in group)
-        print(
-            f"{source:<24} {len(group):>8} {sum(len(r.images) for r in group):>7}  "
-            + ", ".join(f"{k}={v}" for k, v in sorted(verifiers.items()))
-        )
-    print(f"{len(records)} valid record(s) in {len(by_source)} source(s)")
+    print(records_table(records))
+    print(f"{len(records)} valid record(s) in {len({r.data_source for r in records})} source(s)")
     return 0
 
 
 def _check_recipe(args) -> int:
     from orsta_trl.recipe import load_recipe
+    from orsta_trl.recipe.checks import path_problems
 
     failed = 0
     for path in args.recipes:
         try:
             recipe = load_recipe(path, check=True)
+            problems = [] if args.skip_paths else path_problems(recipe)  # hub names are left to the hub
+            if problems:
+                raise RecipeError(
+                    f"{path}: {problems[0]}"
+                    if len(problems) == 1
+                    else f"{path}: {len(problems)} problems:\n"
+                    + "\n".join(f"  {path}: {p}" for p in problems)
+                )
         except RecipeError as exc:
             print(f"FAIL {exc}", file=sys.stderr)
             failed += 1
@@ -169,19 +150,12 @@ def _convert(args) -> int:
 
 def _recipe_processor(recipe_path: str, max_prompt_length: int | None = None):
     """(processor, max_prompt_length) that training with this recipe would use."""
-    from orsta_trl.models.loading import is_vision_model, load_processor
+    from orsta_trl.api import recipe_processor
     from orsta_trl.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, check=True)
-    orsta, name = recipe.orsta, recipe.model.model_name_or_path
-    try:
-        vision = is_vision_model(name)
-    except OSError as exc:
-        raise RecipeError(
-            f"{recipe_path}: model_name_or_path {name!r}: cannot read its config ({exc})"
-        ) from None
-    processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
-    return processor, max_prompt_length or orsta.max_prompt_length
+    processor, _ = recipe_processor(recipe)
+    return processor, max_prompt_length or recipe.orsta.max_prompt_length
 
 
 def _filter(args) -> int:
@@ -262,10 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="validate dataset files and summarise them per source")
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="summarise the valid records and report the invalid ones (as `skip_invalid: true` trains)",
+    )
     p.set_defaults(func=_check_data)
 
     p = sub.add_parser("check-recipe", help="validate recipes without loading weights")
     p.add_argument("recipes", nargs="+")
+    p.add_argument(
+        "--skip-paths",
+        action="store_true",
+        help="check keys and values only, not that local model, data and output paths exist (data not prepared)",
+    )
     p.set_defaults(func=_check_recipe)
 
     p = sub.add_parser("score", help="score completions against records with the verifiers")
@@ -378,7 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.set_defaults(func=_merge)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's ``--help`` line ends with its default, unless it is None/False or the help says it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
+        elif action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            if "default" not in (action.help or ""):
+                action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
 
 
 def main(argv: list[str] | None = None) -> None:

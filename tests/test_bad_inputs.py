@@ -224,6 +224,15 @@ def test_skip_invalid_trains_on_the_valid_records_and_reports_the_rest(tmp_path,
         [sys.executable, "-m", "orsta_trl.cli", "check-data", str(data)], capture_output=True, text=True
     )
     assert check.returncode == 1 and "3 invalid record(s)" in check.stderr
+    skipping = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "check-data", "--skip-invalid", str(data)],
+        capture_output=True,
+        text=True,
+    )
+    assert skipping.returncode == 0, skipping.stderr
+    assert "skipped 3 invalid record(s)" in skipping.stderr
+    assert "bad: 3 skipped (reward.params.mode: 1, id: 1, images[0]: 1)" in skipping.stderr
+    assert "3 valid record(s) in 1 source(s)" in skipping.stdout
     # training with skip_invalid: the valid records reach the trainer, the skipped ones are reported
     trainer = orsta_trl.build_trainer(
         orsta_trl.load_recipe(
@@ -305,7 +314,7 @@ def test_empty_csv_and_missing_files_fail_before_the_model(tmp_path, poisoned_mo
     assert check.returncode == 1 and "no records" in check.stderr
 
 
-#: values that transformers or TRL would reject only after the model loaded, or never (recipe_limits.py), and
+#: values that transformers or TRL would reject only after the model loaded, or never (recipe/checks.py), and
 #: the enumerations transformers types as Enums (rejected when the config is built)
 LATE_RECIPE_VALUES = {
     "loss_type": ("dapoo", "loss_type: 'dapoo' is not one of [", "did you mean 'dapo'"),

@@ -94,7 +94,9 @@ def test_warm_up_without_reference_answers_fails_before_the_model_loads(tmp_path
         None, model_name_or_path=str(tmp_path / "model"), train_files=[str(data)], warmup_sft_steps=2,
         use_cpu=True, bf16=False, output_dir=str(tmp_path / "out"),
     )  # fmt: skip
-    with pytest.raises(DataError, match=r"record 'counting-00000'.*needs a reference answer.*extra.answer"):
+    with pytest.raises(
+        DataError, match=r"record 'counting-s0-00000'.*needs a reference answer.*extra.answer"
+    ):
         sft_warmup(recipe, tmp_path / "warm")
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 
 from orsta_trl.data.records import load_records
 from orsta_trl.evaluation import coco_map, eval_metrics, greedy_completions, score_generated
+from orsta_trl.monitor.writing import tags
 from orsta_trl.rewards.router import RewardRouter
 
 
@@ -58,7 +59,7 @@ def test_coco_map_of_perfect_and_partial_predictions(detection_records):
     perfect = [Generated(answer(b), 10, False) for b in boxes]
     rows = score_generated(router, records, perfect)
     assert coco_map(records, rows, router) == {"det": {"map": 1.0, "map50": 1.0, "map75": 1.0}}
-    assert eval_metrics(rows)["eval/source/det/accuracy"] == 1.0
+    assert tags(eval_metrics(rows))["eval/source/det/accuracy"] == 1.0
 
     partial = [
         Generated(answer([[10, 10, 40, 40]]), 10, False),
@@ -105,6 +106,11 @@ def test_eval_command(tiny_vl, synth_data, tmp_path, adapter):
     report = json.loads(out.read_text())
     assert len(report["completions"]) == 24 and report["iou_threshold"] == "average"
     assert report["pixel_bounds"] == [3136, 50176]  # the checkpoint's own processor config, not a default
+    assert report["generation"] == {  # how the completions were made, so two reports can be compared
+        "decoding": "greedy", "max_new_tokens": 8, "batch_size": 8,
+        "stop_tokens": ["<|endoftext|>", "<|im_end|>"], "suppressed_tokens": ["<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"],
+        "prompt": "chat template, add_generation_prompt=True, left padding",
+    }  # fmt: skip
     assert {"synth_detection", "synth_grounding"} <= set(report["coco"])
     assert "eval/source/synth_ocr/reward" in report["metrics"]
     assert "synth_math" in result.stdout and "mAP" in result.stdout

@@ -10,6 +10,30 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 # lines a notebook's printed output must contain: what it shows really happened
 PRINTED = {
+    "01_quickstart": [
+        "synth_colour   held-out accuracy",  # measured before GRPO and after it, from the warm-up
+        "synth_shape    held-out accuracy",
+    ],
+    # the references of the synthetic records (seeded: the same on every machine), and each completion's score:
+    # exact answers 1, a malformed box list 0 (unparsable_boxes), an unboxed math answer 0 (no_answer), a wrong
+    # OCR reading only its format weight (0.1 / 1.1 = 0.091), the detection a box 1 px too wide just below 1
+    "02_rewards": [
+        "synth_ocr        ocr        reference: rocket",
+        "synth_math       math       reference: 65",
+        "synth_colour     ocr        reference: blue",
+        "detection  reward 1.000  acc 1.000  format 1                 '<think>boxes</think>",
+        "detection  reward 0.989  acc 0.988  format 1                 '<think>one box a bit wide</think>",
+        "detection  reward 0.000  acc 0.000  format 0  unparsable_boxes '<answer>[{\"bbox_2d\": [1, 2]}]</answer>'",
+        "ocr        reward 1.000  acc 1.000  format 1                 '<think>read it</think><answer>rocket</answer>'",
+        "ocr        reward 0.091  acc 0.000  format 1                 '<answer>something else</answer>'",
+        "math       reward 1.000  acc 1.000  format 1                 '<think>compute</think><answer>\\\\boxed{65}</answer>'",
+        "math       reward 0.000  acc 0.000  format 0  no_answer      'the answer is probably 12'",
+        "ocr        reward 1.000  acc 1.000  format 1                 '<answer>blue</answer>'",
+        "IoU of the wide box with its ground truth: 0.917 (11 px wide, 1 px more)",
+        "progress 0.00  IoU threshold 0.85  reward 0.99",
+        "progress 0.20  IoU threshold 0.95  reward 0.82",
+        "progress 0.50  IoU threshold 0.99  reward 0.82",
+    ],
     "03_data": [
         "wrote 8 record(s)",  # COCO, per category
         "skipped 1 (missing_image)",
@@ -23,6 +47,8 @@ PRINTED = {
         "read 14, kept 11, removed 3",  # max_per_category 20, choice off
         "did you mean 'max_per_category'?",
         "6 records load from",
+        "dropped by math_answer: answer contains '()' (equivalent forms are hard to verify by rule)",
+        "not applied: max_prompt_length",
     ],
 }
 
@@ -62,3 +88,8 @@ def test_notebook_runs_top_to_bottom(path):
     printed = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     missing = [line for line in PRINTED.get(path.stem, []) if line not in printed]
     assert not missing, f"{path.name} did not print {missing}"
+    # the notebooks' progress bars render as widgets (ipywidgets installed), with no warning instead
+    assert "IProgress not found" not in printed
+    if path.stem == "01_quickstart":  # learning is visible: the warm-up answers, curves are not flat at 0
+        held = [float(line.split()[3]) for line in printed.splitlines() if "held-out accuracy" in line]
+        assert len(held) == 2 and min(held) > 0.2, printed[-2000:]

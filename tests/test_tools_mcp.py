@@ -58,7 +58,9 @@ def test_calls_succeed_or_come_back_as_errors_never_raise(toolset):
     started = time.perf_counter()
     late = slow(seconds=5)
     assert not late.ok and late.startswith("Error") and "1.5 s" in late
-    assert time.perf_counter() - started < 1.5 + 1.0
+    # the 1.5 s limit fired (the message) without waiting for the tool's 5 s: the 3.5 s between them is the
+    # margin for a loaded machine
+    assert time.perf_counter() - started < 5.0
     assert add(a=1, b=1) == "2"  # the server still answers after a timed-out call
     dead = crash()
     assert not dead.ok and dead.startswith("Error")

@@ -6,7 +6,9 @@ Defaults follow V-Triune's data cleaning (paper, section on data curation) as we
   capital option letter (A-F; a lowercase letter such as ``e`` is a value), or true/false/yes/no, or a prompt
   listing two or more lettered options (``A. ...`` at line starts, ``(A) ... (B) ...``, ``Options:``).
 * ``math_answer``: drop ``math`` records whose answer contains one of ``= [ ] ( ) ;`` or is longer than 20
-  characters (hard to verify by rule).
+  characters (hard to verify by rule). An interval such as ``(-2, 2)`` is dropped on purpose, as V-Triune
+  does: the math verifier scores ``\boxed{(-2, 2)}`` 1 and ``[-2, 2]`` 0, but also scores the equivalent
+  ``-2 < x < 2`` 0, so such records punish correct answers written another way (checked in the tests).
 * ``detection``: drop ``detection`` records with more than ``max_per_category`` (10) boxes of one category or a
   box covering more than ``max_area`` (0.5) of the image. Both numbers are our reading of "too crowded" and
   "too large"; set them in the config.
@@ -128,7 +130,7 @@ def rule_math_answer(record: Record, cfg: dict) -> str | None:
     answer = str(record.raw_reward.get("ground_truth"))
     bad = sorted({c for c in answer if c in cfg["forbidden"]})
     if bad:
-        return f"answer contains {''.join(bad)!r}"
+        return f"answer contains {''.join(bad)!r} (equivalent forms are hard to verify by rule)"
     if len(answer) > int(cfg["max_length"]):
         return f"answer longer than {cfg['max_length']} characters"
     return None

@@ -5,7 +5,7 @@ random-weight tiny vision tower resolves: a linear probe on its pooled features 
 These tasks draw ONE shape of 28-64 px on a fixed 112x112 canvas (16 image tokens), so that
 the demo can show learning in minutes on a CPU:
 
-* ``colour``: "What colour is the shape?" - one of the 5 colours of :data:`~orsta_trl.data.synth.COLORS`;
+* ``colour``: "What colour is the shape?" - one of the 5 colours of :data:`~orsta_trl.data.drawing.COLORS`;
 * ``shape``: "What shape is it?" - circle, square or triangle (a larger shape, 44-64 px);
 * ``position``: "Where is the shape?" - top left, top right, bottom left or bottom right (its quadrant).
   Measured: a 600-step warm-up on colour, shape and position left position at chance (0.25, one answer for
@@ -28,7 +28,7 @@ import random
 
 from PIL import Image, ImageDraw
 
-from orsta_trl.data import synth as base
+from orsta_trl.data.drawing import COLORS, SHAPES, canvas, draw_shape
 
 EASY_SIDE = 112
 ANSWER = "Give the answer inside <answer></answer>."
@@ -44,12 +44,12 @@ def _one_shape(
 
 def _one_shape_in_box(rng: random.Random, low: int, high: int, region):
     """:func:`_one_shape` and the box the shape was drawn in."""
-    img, bg = base._canvas(rng, (EASY_SIDE, EASY_SIDE))
-    shape, colour = rng.choice(base.SHAPES), rng.choice(list(base.COLORS))
+    img, bg = canvas(rng, (EASY_SIDE, EASY_SIDE))
+    shape, colour = rng.choice(SHAPES), rng.choice(list(COLORS))
     side = rng.randint(low, high)
     x, y = rng.randint(region[0], region[2] - side), rng.randint(region[1], region[3] - side)
     box = (x, y, x + side, y + side)
-    base._draw_shape(ImageDraw.Draw(img), shape, box, base.COLORS[colour])
+    draw_shape(ImageDraw.Draw(img), shape, box, COLORS[colour])
     return img, bg, shape, colour, box
 
 
@@ -78,7 +78,7 @@ def _position(rng, image_size, index):
 def _locate(rng, image_size, index):
     img, bg, shape, colour, box = _one_shape_in_box(rng, 40, 64, (4, 4, EASY_SIDE - 4, EASY_SIDE - 4))
     mask = Image.new("L", img.size, 0)  # the tight box of the drawn pixels, like synth's detection boxes
-    base._draw_shape(ImageDraw.Draw(mask), shape, box, 255)
+    draw_shape(ImageDraw.Draw(mask), shape, box, 255)
     tight = list(mask.getbbox())
     label = f"{colour} {shape}"
     text = (

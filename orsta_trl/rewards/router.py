@@ -75,10 +75,13 @@ class RewardRouter:
             )
         return self._pool
 
-    def start(self, also: Iterable[Record] = ()) -> WorkerPool | None:
+    def start(self, also: Iterable[Record] = (), *, ready: list | None = None) -> WorkerPool | None:
         """Check that every verifier in use (by the router's records and ``also``, e.g. evaluation records) is
-        ready, and start the worker pool when any of them runs isolated; return the pool (None without one)."""
-        verifiers = check_ready([*self.records.values(), *also], self.settings)
+        ready, and start the worker pool when any of them runs isolated; return the pool (None without one).
+        ``ready``: the verifiers :func:`check_ready` already returned for these records (not checked again)."""
+        verifiers = (
+            ready if ready is not None else check_ready([*self.records.values(), *also], self.settings)
+        )
         if not any(v.isolated for v in verifiers):
             return None
         self.pool.start()
@@ -272,6 +275,7 @@ def _sample(record: Record, text: str, verdict: Verdict, rollout: Mapping | None
         format=float(verdict.format),
         parts={k: float(v) for k, v in verdict.parts.items()},
         reason=verdict.reason,
+        detail=verdict.detail,
         text=text,
         tools=rollout,
     )

@@ -176,6 +176,15 @@ class ToolSet:
     def names(self) -> list[str]:
         return [t.__name__ for t in self.tools] + list(self.image_tools)
 
+    def schema_tools(self) -> list:
+        """Every tool as the chat template lists it: the functions, and the environment's tool methods (read
+        from one probe instance, as TRL does)."""
+        tools = list(self.tools)
+        if self.environment_factory is not None:
+            environment = self.environment_factory()
+            tools += [getattr(environment, name) for name in self.image_tools]
+        return tools
+
     def close(self) -> None:
         if self.servers is not None:
             self.servers.close()
@@ -211,9 +220,9 @@ def build_tools(
         ValueError: an unknown name, a duplicate tool name, an image tool on a text model, an MCP server that
             does not start.
     """
-    from orsta_trl.tools.calculator import calculator
+    from orsta_trl.tools.arithmetic import calculator
     from orsta_trl.tools.crop import image_tools_factory
-    from orsta_trl.tools.python import make_python_tool
+    from orsta_trl.tools.python_tool import make_python_tool
 
     problems = check_tool_settings(list(names), list(modules), list(mcp_servers), timeout_s)
     if problems:

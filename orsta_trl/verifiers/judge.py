@@ -28,7 +28,8 @@ template and its number means nothing certain. For ``yes_no``: a labelled verdic
 neither is ``judge_unparsable``.
 
 Parts: ``judge_score`` (the mapped score) and ``judge_valid`` (1 when the reply could be read). Reasons:
-``no_answer`` (an empty answer: the judge is not asked), ``judge_unparsable``, and the rewards layer's
+``no_answer`` (an empty answer: the judge is not asked), ``judge_unparsable`` (the reply, shortened, is kept as
+the verdict's ``detail``, in the dumps), and the rewards layer's
 ``judge_timeout`` and ``judge_error`` (no reply at all). ``accuracy`` is the score; ``format`` is 1 when the
 completion had a non-empty answer.
 
@@ -198,6 +199,12 @@ def parse_reply(reply: str, parse: str = "number", scale: tuple[float, float] = 
     return (value - low) / (high - low)
 
 
+def shorten(reply: str, limit: int = 200) -> str:
+    """A judge's reply as kept behind ``judge_unparsable``: one line, at most ``limit`` characters."""
+    flat = " ".join(reply.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def _yes_no(text: str) -> float | None:
     labelled = _VERDICT_RE.findall(text)
     if labelled:
@@ -267,5 +274,7 @@ class JudgeVerifier(Verifier):
             return Verdict(0.0, 0.0, dict.fromkeys(PARTS, 0.0), reason="judge_error")
         value = parse_reply(reply, params.parse, params.scale)
         if value is None:
-            return Verdict(0.0, 1.0, dict.fromkeys(PARTS, 0.0), reason="judge_unparsable")
+            return Verdict(
+                0.0, 1.0, dict.fromkeys(PARTS, 0.0), reason="judge_unparsable", detail=shorten(reply)
+            )
         return Verdict(value, 1.0, {"judge_score": value, "judge_valid": 1.0})
