@@ -154,13 +154,19 @@ def _convert(args) -> int:
 
 
 def _recipe_processor(recipe_path: str, max_prompt_length: int | None = None):
-    """(processor, max_prompt_length) that training with this recipe would use."""
+    """(processor, max_prompt_length, tools) that training with this recipe would use (tools: for their schemas;
+    MCP servers are listed, then stopped)."""
     from orsta_trl.api import recipe_processor
+    from orsta_trl.evaluation.offline import offline_tools
     from orsta_trl.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, check=True)
     processor, _ = recipe_processor(recipe)
-    return processor, max_prompt_length or recipe.orsta.max_prompt_length
+    toolset = offline_tools(recipe.orsta, processor)
+    tools = None if toolset is None else toolset.schema_tools()
+    if toolset is not None:
+        toolset.close()
+    return processor, max_prompt_length or recipe.orsta.max_prompt_length, tools
 
 
 def _filter(args) -> int:
@@ -168,13 +174,13 @@ def _filter(args) -> int:
         from orsta_trl.data.filters import filter_rules_file, load_rules_config
 
         config = load_rules_config(args.config)
-        processor = None
+        processor = tools = None
         if args.recipe:
-            processor, length = _recipe_processor(
+            processor, length, tools = _recipe_processor(
                 args.recipe, config["max_prompt_length"]["max_prompt_length"]
             )
             config["max_prompt_length"]["max_prompt_length"] = length
-        report = filter_rules_file(args.src, args.out, config, processing_class=processor)
+        report = filter_rules_file(args.src, args.out, config, processing_class=processor, tools=tools)
         for line in report.lines():
             print(line)
         print(f"wrote {report.kept} record(s) to {args.out}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orsta_trl.data.records import Record
+from orsta_trl.errors import RecipeError
 from orsta_trl.evaluation.generate import Generated, generate
 from orsta_trl.rewards.router import RewardRouter
 from orsta_trl.rewards.sample import Sample
@@ -126,17 +127,12 @@ def offline_session(
 
 def offline_tools(orsta, processor):
     """The recipe's tools (None without any), with the tool-capable template set on ``processor``."""
-    if not (orsta.tools or orsta.tool_modules or orsta.mcp_servers):
-        return None
-    from orsta_trl.tools.chat import use_tool_template
-    from orsta_trl.tools.registry import build_tools
+    from orsta_trl.tools.registry import recipe_tools
 
-    vision = getattr(processor, "tokenizer", processor) is not processor
-    use_tool_template(processor, vision)
-    return build_tools(
-        orsta.tools, orsta.tool_modules, orsta.mcp_servers, timeout_s=orsta.tool_timeout_s,
-        memory_mb=orsta.tool_memory_mb, vision=vision, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels,
-    )  # fmt: skip
+    try:
+        return recipe_tools(orsta, processor)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
 
 
 def load_for_eval(checkpoint: str, *, pixel_bounds: tuple[int, int] | None = None, dtype: str = "auto"):

@@ -256,3 +256,28 @@ def build_tools(
             raise ValueError(f"two tools are named {name!r}: rename one (tools, tool_modules, mcp_servers)")
         seen.add(name)
     return toolset
+
+
+def recipe_tools(settings, processing_class) -> ToolSet | None:
+    """A recipe's tools (None without any), with our tool-capable template set on ``processing_class``; the
+    one setup of training, evaluation and the prompt-length filters. MCP servers start here.
+
+    Args:
+        settings: the recipe's settings (an ``OrstaConfig``: ``tools``, ``tool_modules``, ``mcp_servers``,
+            ``tool_timeout_s``, ``tool_memory_mb``, ``min_pixels``, ``max_pixels``).
+        processing_class: the processor or tokenizer the model uses (changed in place).
+
+    Raises:
+        ValueError: as :func:`build_tools`.
+    """
+    if not (settings.tools or settings.tool_modules or settings.mcp_servers):
+        return None
+    from orsta_trl.tools.chat import use_tool_template
+
+    vision = getattr(processing_class, "tokenizer", processing_class) is not processing_class
+    use_tool_template(processing_class, vision)
+    return build_tools(
+        settings.tools, settings.tool_modules, settings.mcp_servers, timeout_s=settings.tool_timeout_s,
+        memory_mb=settings.tool_memory_mb, vision=vision, min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+    )  # fmt: skip
