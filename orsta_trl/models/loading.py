@@ -93,7 +93,24 @@ def load_model(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-    return cls.from_pretrained(model_name_or_path, **kwargs)
+    model = cls.from_pretrained(model_name_or_path, **kwargs)
+    mirror_special_ids(model.config)
+    return model
+
+
+def mirror_special_ids(config) -> None:
+    """Copy the text config's BOS/EOS/PAD ids to the top level of a vision-language config.
+
+    transformers 5 keeps Qwen2.5-VL's special ids only in ``text_config``, while its ``Trainer`` compares the
+    tokenizer's ids with the top-level ones: without this, every run (GRPO and SFT) warns that the tokenizer
+    "has new PAD/BOS/EOS tokens" even when they agree. A real disagreement still warns.
+    """
+    text = getattr(config, "text_config", None)
+    if text is None or text is config:
+        return
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if getattr(config, key, None) is None and hasattr(text, key):
+            setattr(config, key, getattr(text, key))
 
 
 def model_view(model_name_or_path: str, processor, out_dir: str | Path, revision: str | None = None) -> Path:

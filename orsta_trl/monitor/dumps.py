@@ -35,6 +35,7 @@ FIELDS: tuple[str, ...] = (
     "format",
     "parts",
     "reason",
+    "detail",
     "length",
     "truncated",
 )
@@ -65,6 +66,7 @@ def to_record(step: int, row: Sample, prompt: str) -> dict:
         "format": float(row.format),
         "parts": {k: float(v) for k, v in row.parts.items()},
         "reason": row.reason,
+        "detail": row.detail,
         "length": int(row.length),
         "truncated": bool(row.truncated),
     }
@@ -122,6 +124,7 @@ def _schema():
             ("format", pa.float64()),
             ("parts", pa.map_(pa.string(), pa.float64())),
             ("reason", pa.string()),
+            ("detail", pa.string()),
             ("length", pa.int64()),
             ("truncated", pa.bool_()),
         ]
