@@ -71,6 +71,10 @@ def write_run(
     records[("txt", "t0")] = {"id": "t0", "data_source": "txt", "images": [], "image_sizes": [], "verifier": "math",
                               "ground_truth": "42", "params": {}}  # fmt: skip
     dumper = CompletionDumper(run, 1.0)
+
+    def describe(source, rid):
+        return records.get((source, rid))
+
     dumper.write_meta(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, num_generations=GROUP, max_steps=steps)
     for step in range(start_step, start_step + steps):
         rows, prompts = [], []
@@ -116,9 +120,25 @@ def write_run(
             advantages += [(r - mean) / (std + 1e-4) for r in chunk]
         dumper.write(
             step, rows, prompts, groups=[i // GROUP for i in range(len(rows))], advantages=advantages,
-            describe=lambda s, i: records.get((s, i)),
+            describe=describe,
         )  # fmt: skip
+        eval_rows = [Sample("det", rid, "detection", 0.5, 0.5, 1.0, {}, "wrong_answer" if rid == "r1" else None,
+                            _box_text([to_resized(rec["ground_truth"][0]["bbox_2d"])]), 30, False)
+                     for (source, rid), rec in records.items() if source == "det"]  # fmt: skip
+        dumper.write(step, eval_rows, ["held-out prompt"] * len(eval_rows), split="eval", describe=describe)
     _scalars(run, start_step, steps)
+    with (folder / "data.jsonl").open(
+        "w"
+    ) as handle:  # the records as a data file (for dumps without sidecar)
+        for rec in records.values():
+            reward = {
+                "verifier": rec["verifier"],
+                "ground_truth": rec["ground_truth"],
+                "params": rec["params"],
+            }
+            prompt = [{"role": "user", "content": [{"type": "text", "text": "?"}]}]
+            handle.write(json.dumps({"id": rec["id"], "data_source": rec["data_source"], "prompt": prompt,
+                                     "images": rec["images"], "reward": reward}) + "\n")  # fmt: skip
     return run
 
 

@@ -6,12 +6,10 @@ the ground truth, and the TensorBoard scalars (:func:`orsta_trl.monitor.report.l
 per source. Everything goes into one HTML page (the template, script and style in ``viewer_static/``) with the
 data as JSON: no network load, no server.
 
-Boxes are drawn in each image's original pixels. Predictions are parsed with the detection verifier's parser
-(:func:`orsta_trl.verifiers.boxes.parse_boxes`) and mapped from the record's ``pred_coords`` frame with its
-:func:`orsta_trl.verifiers.detection.frame_scale`, using the run's pixel bounds (``completions/meta.json``;
-the library defaults for dumps that predate it). Images are downscaled once (longest side
-:data:`THUMB_SIDE`) and stored once per content hash; the drawing scales them back up to the original size.
-Tool rollouts' ``crop`` / ``zoom`` results are recomputed from the record's image with the tools' own code.
+Boxes are drawn in each image's original pixels, predictions mapped there as the detection verifier maps
+them (:mod:`orsta_trl.monitor.viewer_rows`), with the run's pixel bounds (``completions/meta.json``; the
+library defaults for dumps that predate it). Images are downscaled once and stored once per content hash; the
+drawing (an SVG whose coordinates are the original pixels) scales them back up to the original size.
 
 Old dumps (without ``group``, ``advantage`` or ``records.jsonl``) still view: advantages are recomputed where
 a whole group was dumped, and missing images are shown as missing.
@@ -19,9 +17,6 @@ a whole group was dumped, and missing images are shown as missing.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import json
 import math
 import re
@@ -32,16 +27,11 @@ from typing import Any
 
 from orsta_trl.errors import MissingFileError
 from orsta_trl.monitor.dumps import read_dump
+from orsta_trl.monitor.viewer_rows import BOX_VERIFIERS, ImageStore, record_view, round_value, row_view
 from orsta_trl.verifiers.base import RewardSettings
-from orsta_trl.verifiers.boxes import as_box, parse_boxes
-from orsta_trl.verifiers.detection import frame_scale
 from orsta_trl.verifiers.schedule import iou_threshold_at
 
-THUMB_SIDE = 320  # longest side of a stored image, in pixels
-THUMB_QUALITY = 70
-BOX_VERIFIERS = ("detection",)
 _DUMP_RE = re.compile(r"^(eval_)?step_(\d+)\.(jsonl|parquet)$")
-_TOOL_RE = re.compile(r"<tool_call>\s*(.*?)\s*</tool_call>|<tool_response>\s*(.*?)\s*</tool_response>", re.S)
 
 
 def parse_steps(steps: Any) -> tuple[int | None, int | None]:
@@ -108,99 +98,6 @@ def load_descriptions(run_dir: Path, data_files=()) -> dict[tuple[str, str], dic
     return found
 
 
-class ImageStore:
-    """Downscaled images, each stored once under the hash of its content."""
-
-    def __init__(self, side: int = THUMB_SIDE):
-        self.side = side
-        self.data: dict[str, str] = {}
-        self._by_path: dict[str, tuple[str, int, int, Any] | None] = {}
-
-    def add_pil(self, image) -> str:
-        from PIL import Image
-
-        image = image.convert("RGB")
-        raw_hash = hashlib.sha1(image.tobytes() + repr(image.size).encode()).hexdigest()[:16]
-        if raw_hash not in self.data:
-            thumb = image.copy()
-            thumb.thumbnail((self.side, self.side), Image.Resampling.LANCZOS)
-            buffer = io.BytesIO()
-            thumb.save(buffer, "WEBP", quality=THUMB_QUALITY, method=4)
-            self.data[raw_hash] = "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
-        return raw_hash
-
-    def add_path(self, path: str | None):
-        """(hash, width, height, PIL image) of the file, or None when it cannot be read."""
-        if path is None:
-            return None
-        if path not in self._by_path:
-            from PIL import Image
-
-            try:
-                with Image.open(path) as opened:
-                    image = opened.convert("RGB")
-                self._by_path[path] = (self.add_pil(image), image.width, image.height, image)
-            except Exception:  # missing, moved or corrupt: shown as missing
-                self._by_path[path] = None
-        return self._by_path[path]
-
-
-def _gt_boxes(ground_truth: Any) -> list | None:
-    items = [ground_truth] if isinstance(ground_truth, dict) else ground_truth
-    if not isinstance(items, list) or not all(isinstance(i, dict) and "bbox_2d" in i for i in items):
-        return None
-    return [list(box) for box in map(as_box, items) if box is not None]
-
-
-def _round(value: float) -> float:
-    return round(float(value), 2) if math.isfinite(value) else 0.0
-
-
-def _pred_boxes(text: str, frame: str, size, settings: dict) -> tuple[list, int, str | None]:
-    parsed = parse_boxes(text)
-    scale = frame_scale(frame, size, settings["min_pixels"], settings["max_pixels"])
-    if scale is None:
-        return [], parsed.n_invalid, "no image size" if parsed.boxes else None
-    sx, sy = scale
-    boxes = [
-        [_round(b[0] * sx), _round(b[1] * sy), _round(b[2] * sx), _round(b[3] * sy), b[4]]
-        for b in parsed.boxes
-    ]
-    return boxes, parsed.n_invalid, None
-
-
-def _tool_calls(text: str, tools: dict | None, image, store: ImageStore, settings: dict) -> list[dict]:
-    """The calls of a tool transcript, each with its result, outcome and (crop / zoom) returned image."""
-    from orsta_trl.tools.crop import ImageTools
-
-    calls: list[dict] = []
-    outcomes = list((tools or {}).get("tool_outcomes") or [])
-    for match in _TOOL_RE.finditer(text):
-        if match.group(1) is not None:
-            try:
-                body = json.loads(match.group(1))
-            except json.JSONDecodeError:
-                body = {"name": "?", "arguments": match.group(1)}
-            body = body if isinstance(body, dict) else {"name": "?", "arguments": body}
-            ok = outcomes[len(calls)] if len(calls) < len(outcomes) else None
-            calls.append(
-                {"name": str(body.get("name")), "args": body.get("arguments"), "ok": ok, "result": None}
-            )
-        elif calls and calls[-1]["result"] is None:
-            calls[-1]["result"] = match.group(2)
-    for call in calls:
-        if call["name"] in ("crop", "zoom") and image is not None and isinstance(call["args"], dict):
-            env = ImageTools(settings["min_pixels"], settings["max_pixels"])
-            env.reset(images=[image])
-            try:
-                out = getattr(env, call["name"])(**call["args"])
-            except TypeError:
-                out = None
-            if isinstance(out, list) and out and isinstance(out[0], dict) and out[0].get("image") is not None:
-                call["image"] = store.add_pil(out[0]["image"])
-    return calls
-
-
 def _advantages_from_dump(rows: list[dict], group_size: int | None) -> None:
     """Fill in missing advantages where a whole group was dumped (older dumps), GRPO's group scaling."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -229,13 +126,13 @@ def _curves(run_dir: Path, sources: set[str], meta: dict, box_sources: set[str])
             continue
         split, source, name = parsed
         if source in curves and name in ("reward", "accuracy"):
-            curves[source][f"{split} {name}"] = [[int(s), _round(v)] for s, v in points]
+            curves[source][f"{split} {name}"] = [[int(s), round_value(v)] for s, v in points]
     logged = scalars.get("train/reward/iou_threshold")  # the trainer's threshold in force, per logged step
     max_steps, schedule = meta.get("max_steps"), meta.get("iou_schedule")
     for source in box_sources & sources:
         steps = sorted({s for series in curves[source].values() for s, _ in series})
         if logged:
-            curves[source]["IoU threshold"] = [[int(s), _round(v)] for s, v in logged]
+            curves[source]["IoU threshold"] = [[int(s), round_value(v)] for s, v in logged]
         elif max_steps and schedule and steps:
             curves[source]["IoU threshold"] = [[s, iou_threshold_at(s / max_steps, schedule)] for s in steps]
     return curves
@@ -286,13 +183,13 @@ def collect(run_dir, sources=None, steps=None, data_files=()) -> dict:
         key = f"{row['data_source']}\u241f{row['id']}"
         desc = descriptions.get((row["data_source"], str(row["id"])))
         if key not in records:
-            records[key] = _record_view(row, desc, store)
+            records[key] = record_view(row, desc, store)
         view = records[key]
         prompt = row.get("prompt") or ""
         if prompt not in prompt_index:
             prompt_index[prompt] = len(prompts)
             prompts.append(prompt)
-        out_rows.append(_row_view(row, view, prompt_index[prompt], store, settings))
+        out_rows.append(row_view(row, view, prompt_index[prompt], store, settings))
     box_sources = {r["src"] for r in records.values() if r["verifier"] in BOX_VERIFIERS}
     return {
         "title": str(run_dir),
@@ -304,67 +201,6 @@ def collect(run_dir, sources=None, steps=None, data_files=()) -> dict:
         "curves": _curves(run_dir, {r["data_source"] for r in rows}, meta, box_sources),
         "sources": sorted({r["data_source"] for r in rows}),
     }
-
-
-def _record_view(row: dict, desc: dict | None, store: ImageStore) -> dict:
-    desc = desc or {}
-    images = []
-    sizes = desc.get("image_sizes") or []
-    for index, path in enumerate(desc.get("images") or []):
-        stored = store.add_path(path)
-        if stored is None:
-            missing = {"missing": path or "an in-memory image (not saved with the run)"}
-            if index < len(sizes) and len(sizes[index]) == 2:  # boxes still land where they belong
-                missing.update(w=sizes[index][0], h=sizes[index][1])
-            images.append(missing)
-        else:
-            images.append({"hash": stored[0], "w": stored[1], "h": stored[2]})
-    gt = desc.get("ground_truth")
-    boxes = _gt_boxes(gt)
-    params = desc.get("params") or {}
-    return {
-        "src": row["data_source"],
-        "id": str(row["id"]),
-        "known": bool(desc),
-        "verifier": desc.get("verifier"),
-        "frame": params.get("pred_coords", "resized"),
-        "images": images,
-        "gt_boxes": boxes,
-        "gt_text": None if boxes is not None or gt is None else json.dumps(gt, ensure_ascii=False)[:2000],
-        "_pil": store.add_path(desc["images"][0])[3] if images and "hash" in images[0] else None,
-    }
-
-
-def _row_view(row: dict, view: dict, prompt: int, store: ImageStore, settings: dict) -> dict:
-    text = row.get("completion") or ""
-    out = {
-        "step": row["step"],
-        "split": row["split"],
-        "src": row["data_source"],
-        "id": str(row["id"]),
-        "group": row.get("group"),
-        "prompt": prompt,
-        "text": text,
-        "reward": _round(row.get("reward") or 0.0),
-        "accuracy": _round(row.get("accuracy") or 0.0),
-        "format": _round(row.get("format") or 0.0),
-        "parts": {k: _round(v) for k, v in (row.get("parts") or {}).items()},
-        "reason": row.get("reason"),
-        "length": row.get("length"),
-        "truncated": bool(row.get("truncated")),
-        "advantage": None if row.get("advantage") is None else round(float(row["advantage"]), 3),
-    }
-    first = view["images"][0] if view["images"] else None
-    if view["verifier"] in BOX_VERIFIERS:
-        size = (first["w"], first["h"]) if first and "w" in first else None
-        out["boxes"], out["invalid"], out["box_note"] = _pred_boxes(text, view["frame"], size, settings)
-    tools = row.get("tools")
-    if tools or "<tool_call>" in text:
-        out["calls"] = _tool_calls(text, tools, view.get("_pil"), store, settings)
-        out["tool_failed"] = any(c["ok"] is False for c in out["calls"]) or bool(
-            (tools or {}).get("hit_limit")
-        )
-    return out
 
 
 def _script_safe(data: dict) -> str:

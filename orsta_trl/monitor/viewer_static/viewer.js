@@ -126,7 +126,9 @@ function transcript(row) {
 function completionCard(i, matched, best) {
   const row = D.rows[i];
   const record = D.records[`${row.src}\u241f${row.id}`];
-  const card = el("div", { class: "completion" + (matched ? " match" : " dim") + (best ? " best" : ""), "data-row": i });
+  const card = el("div", { class: "completion" + (matched ? " match" : " dim") + (best ? " best" : ""), "data-row": i,
+    "data-step": row.step, "data-split": row.split, "data-src": row.src, "data-id": row.id, "data-reward": row.reward,
+    "data-reason": row.reason || "none", "data-truncated": row.truncated ? 1 : 0, "data-toolfail": row.tool_failed ? 1 : 0 });
   const fig = figure(record, row);
   if (fig) card.appendChild(fig);
   const flags = el("div");
