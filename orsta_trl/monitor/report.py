@@ -205,8 +205,19 @@ def _write(run_dir: Path, out_dir, scalars: dict[str, Series]) -> Path:
     text = f"# Run report: {run_dir}\n\n" + format_summary(scalars) + "\n"
     if sources:
         text += "\n## Plots\n\n" + "".join(f"- `{s}`: [{names[s]}]({names[s]})\n" for s in sources)
+    viewer = run_dir / "viewer.html"
+    if viewer.is_file():
+        text += "\n" + viewer_link(out, viewer)
     (out / "summary.md").write_text(text, encoding="utf-8")
     return out
+
+
+def viewer_link(report_dir: Path, page: Path) -> str:
+    """The summary's line pointing at the rollout viewer's page (``orsta-trl view``)."""
+    import os
+
+    target = Path(os.path.relpath(Path(page).resolve(), Path(report_dir).resolve())).as_posix()
+    return f"## Rollouts\n\nEvery dumped completion, with its image and boxes: [viewer]({target})\n"
 
 
 def report_main(run_dir: str | Path, out_dir: str | Path | None = None) -> int:

@@ -263,5 +263,11 @@ def view_main(run_dir, output=None, sources=None, steps=None, data_files=()) -> 
     page = build_view(run_dir, sources=sources, steps=steps, data_files=data_files)
     out = Path(output) if output else Path(run_dir) / "viewer.html"
     page.save(out)
+    summary = Path(run_dir) / "report" / "summary.md"  # a report written before the page: link it there too
+    if summary.is_file() and "## Rollouts" not in summary.read_text(encoding="utf-8"):
+        from orsta_trl.monitor.report import viewer_link
+
+        with summary.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + viewer_link(summary.parent, out))
     print(f"{page.n_rows} completions; viewer written to {out.resolve()}")
     return 0

@@ -255,3 +255,4 @@ function render() {
 
 window.addEventListener("hashchange", render);
 render();
+document.body.setAttribute("data-load-ms", performance.now().toFixed(0)); // navigation start to first render
