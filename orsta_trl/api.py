@@ -319,15 +319,11 @@ def metrics_frame(history: list[dict]):
     """A DataFrame of per-source values: one row per (split, step, data_source), one column per metric."""
     import pandas as pd
 
-    from orsta_trl.monitor.source_metrics import parse_tag
-
     rows: dict[tuple, dict] = {}
     for entry in history:
-        split, source, metric = parse_tag(entry["tag"])
-        key = (split, entry["step"], source)
-        rows.setdefault(key, {"split": split, "step": entry["step"], "data_source": source})[metric] = entry[
-            "value"
-        ]
+        split, step, source = entry["split"], entry["step"], entry["source"]
+        row = rows.setdefault((split, step, source), {"split": split, "step": step, "data_source": source})
+        row[entry["metric"]] = entry["value"]
     frame = pd.DataFrame(list(rows.values()), columns=None if rows else ["split", "step", "data_source"])
     return frame.sort_values(["split", "step", "data_source"], ignore_index=True)
 

@@ -22,31 +22,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter, defaultdict
-from collections.abc import Callable
 
-from orsta_trl.data.records import DatasetError
-from orsta_trl.errors import OrstaError, RecipeError
-
-
-def exit_on_error(run: Callable[[], int | None]) -> int:
-    """Run a command; a library error (bad recipe, bad data, a verifier not ready) becomes one message on
-    stderr and exit status 1. The only place where errors turn into exit codes."""
-    try:
-        return run() or 0
-    except DatasetError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
-        print(f"{len(exc.errors)} invalid record(s)", file=sys.stderr)
-        return 1
-    except OrstaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the environment, not our data: a permission, a full disk
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # Ctrl-C: the library has stopped its workers; a shell's usual 128 + SIGINT
-        print("interrupted (Ctrl-C): no half-written checkpoint was kept", file=sys.stderr)
-        return 130
+from orsta_trl.console import source_table
+from orsta_trl.errors import RecipeError, exit_on_error
 
 
 def _make_tiny(args) -> None:
@@ -75,16 +53,18 @@ def _check_data(args) -> int:
     by_source = defaultdict(list)
     for record in records:
         by_source[record.data_source].append(record)
-    header = f"{'data_source':<24} {'records':>8} {'images':>7}  verifiers"
-    print(header)
-    print("-" * len(header))
-    for source in sorted(by_source):
-        group = by_source[source]
-        verifiers = Counter(r.reward.verifier.name for r in group)
-        print(
-            f"{source:<24} {len(group):>8} {sum(len(r.images) for r in group):>7}  "
-            + ", ".join(f"{k}={v}" for k, v in sorted(verifiers.items()))
-        )
+    table = {
+        source: {
+            "records": len(group),
+            "images": sum(len(r.images) for r in group),
+            "verifiers": ", ".join(
+                f"{k}={v}" for k, v in sorted(Counter(r.reward.verifier.name for r in group).items())
+            ),
+        }
+        for source, group in by_source.items()
+    }
+    columns = [("records", "records", "8d"), ("images", "images", "7d"), ("verifiers", "verifiers", "s")]
+    print(source_table(table, columns))
     print(f"{len(records)} valid record(s) in {len(by_source)} source(s)")
     return 0
 

@@ -28,6 +28,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orsta_trl.console import source_table
 from orsta_trl.errors import DataError
 
 METRICS = {
@@ -93,11 +94,18 @@ class DifficultyReport:
 
     def lines(self) -> list[str]:
         """The summary table, one line per source."""
-        out = [f"{'data_source':<24} {'kept':>6} {'dropped':>8} {'mean pass':>10}"]
-        for source in sorted(set(self.kept) | set(self.dropped)):
-            rates = self.pass_rates[source]
-            mean = sum(rates) / len(rates) if rates else 0.0
-            out.append(f"{source:<24} {self.kept[source]:>6} {self.dropped[source]:>8} {mean:>10.3f}")
+        table = {
+            source: {
+                "kept": self.kept[source],
+                "dropped": self.dropped[source],
+                "pass": sum(self.pass_rates[source]) / len(self.pass_rates[source])
+                if self.pass_rates[source]
+                else 0.0,
+            }
+            for source in set(self.kept) | set(self.dropped)
+        }
+        columns = [("kept", "kept", "6d"), ("dropped", "dropped", "8d"), ("mean pass", "pass", "10.3f")]
+        out = source_table(table, columns).splitlines()
         out.append(f"{self.generated} record(s) generated, {self.cached} taken from the cache")
         return out
 

@@ -2,7 +2,8 @@
 
 Training rewards follow the dynamic IoU schedule; evaluation never does: detection is scored with
 ``eval_iou_threshold`` (default ``"average"``: the mean over 0.50:0.05:0.95 and 0.99) so numbers from different
-training steps compare. Metrics are the monitor's per-source set under ``eval/<data_source>/<metric>``. For
+training steps compare. Metrics are the monitor's per-source set, as rows of split ``eval``
+(``eval/source/<data_source>/<metric>`` once written). For
 detection sources the report adds dataset-level COCO mAP / AP50 / AP75 computed by pycocotools with every
 predicted box scored 1.0, as the paper does.
 
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import torch
 
+from orsta_trl.console import source_table
 from orsta_trl.data.records import Record
 from orsta_trl.data.rows import prompt_messages
 from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
-from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, compute_metrics, finalize, parse_tag
+from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, MetricRow, compute_metrics, finalize
+from orsta_trl.monitor.writing import by_source, tags
 from orsta_trl.rewards.router import RewardRouter
 from orsta_trl.rewards.sample import Sample
 
@@ -129,13 +132,13 @@ def score_generated(
 
 def eval_metrics(
     rows: list[Sample], correct_threshold: float = 1.0, reflection_words=DEFAULT_REFLECTION_WORDS
-) -> dict[str, float]:
-    """``{"eval/source/<data_source>/<metric>": value}`` over all rows (gathered from every rank).
+) -> list[MetricRow]:
+    """The per-source metric rows (split ``eval``) over all samples (gathered from every rank).
 
     ``groups/zero_spread`` is left out: with one greedy completion per prompt every group is trivially flat.
     """
     metrics = finalize(compute_metrics(rows, correct_threshold, reflection_words), split="eval")
-    return {tag: value for tag, value in metrics.items() if not tag.endswith("/groups/zero_spread")}
+    return [row for row in metrics if row.metric != "groups/zero_spread"]
 
 
 def per_source_subset(records: list[Record], limit: int) -> list[Record]:
@@ -161,12 +164,12 @@ def coco_map(records: list[Record], rows: list[Sample], router: RewardRouter) ->
 
     from orsta_trl.verifiers.detection import predicted_boxes
 
-    by_source: dict[str, list[tuple[Record, Sample]]] = defaultdict(list)
+    per_source: dict[str, list[tuple[Record, Sample]]] = defaultdict(list)
     for record, row in zip(records, rows, strict=True):
         if record.reward.verifier.name == "detection":
-            by_source[record.data_source].append((record, row))
+            per_source[record.data_source].append((record, row))
     results = {}
-    for source, pairs in by_source.items():
+    for source, pairs in per_source.items():
         categories: dict[str, int] = {}
         images, annotations, detections = [], [], []
         for image_id, (record, row) in enumerate(pairs, start=1):
@@ -276,8 +279,9 @@ def evaluate_checkpoint(
         recipe_path: take pixel bounds and reward settings from this recipe (else the checkpoint's processor).
 
     Returns:
-        The report: ``metrics`` (``eval/source/<data_source>/<metric>``), ``coco`` (mAP per detection
-        source), ``completions`` and the settings used. ``orsta-trl eval`` prints it as a table.
+        The report: ``metrics`` (``{"eval/source/<data_source>/<metric>": value}``), ``per_source``
+        (``{data_source: {metric: value}}``), ``coco`` (mAP per detection source), ``completions`` and the
+        settings used. ``orsta-trl eval`` prints it as a table.
     """
     import dataclasses
 
@@ -309,12 +313,14 @@ def evaluate_checkpoint(
         rows = score_generated(router, records, generated, iou_override=iou_threshold)
     finally:
         router.close()
+    metrics = eval_metrics(rows)
     report = {
         "checkpoint": str(checkpoint),
         "data": [str(d) for d in data],
         "iou_threshold": iou_threshold,
         "pixel_bounds": [settings.min_pixels, settings.max_pixels],
-        "metrics": eval_metrics(rows),
+        "metrics": tags(metrics),
+        "per_source": by_source(metrics),
         "coco": coco_map(records, rows, router),
         "completions": [
             {
@@ -335,24 +341,17 @@ def evaluate_checkpoint(
 
 def eval_table(report: dict) -> str:
     """Per-source table of an evaluation report."""
-    sources: dict[str, dict[str, float]] = defaultdict(dict)
-    for tag, value in report["metrics"].items():
-        _, source, metric = parse_tag(tag)
-        sources[source][metric] = value
-    header = (
-        f"{'data_source':<24} {'reward':>7} {'accuracy':>9} {'format':>7} {'length':>7} "
-        f"{'trunc':>6} {'mAP':>6} {'AP50':>6}"
-    )
-    lines = [header, "-" * len(header)]
-    for source in sorted(sources):
-        m, coco = sources[source], report["coco"].get(source, {})
-
-        def cell(value, width=7, digits=3):
-            return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
-
-        lines.append(
-            f"{source:<24} {cell(m.get('reward'))} {cell(m.get('accuracy'), 9)} {cell(m.get('format'))} "
-            f"{cell(m.get('length/mean'), 7, 1)} {cell(m.get('truncated/ratio'), 6, 2)} "
-            f"{cell(coco.get('map'), 6)} {cell(coco.get('map50'), 6)}"
-        )
-    return "\n".join(lines)
+    table = {
+        source: {**metrics, **report["coco"].get(source, {})}
+        for source, metrics in report["per_source"].items()
+    }
+    columns = [
+        ("reward", "reward", "7.3f"),
+        ("accuracy", "accuracy", "9.3f"),
+        ("format", "format", "7.3f"),
+        ("length", "length/mean", "7.1f"),
+        ("trunc", "truncated/ratio", "6.2f"),
+        ("mAP", "map", "6.3f"),
+        ("AP50", "map50", "6.3f"),
+    ]
+    return source_table(table, columns)

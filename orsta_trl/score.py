@@ -14,6 +14,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from orsta_trl.console import source_table
 from orsta_trl.data.records import load_records
 from orsta_trl.errors import DataError, MissingFileError
 from orsta_trl.recipe import orsta_config_from
@@ -145,15 +146,17 @@ def summary_table(rows: list[dict]) -> str:
     by_source = defaultdict(list)
     for row in rows:
         by_source[row["data_source"]].append(row)
-    header = f"{'data_source':<24} {'n':>6} {'reward':>8} {'accuracy':>9} {'format':>7}  reasons"
-    lines = [header, "-" * len(header)]
-    for source in sorted(by_source):
-        group = by_source[source]
+    table = {}
+    for source, group in by_source.items():
         n = len(group)
         reasons = Counter(r["reason"] for r in group if r["reason"])
-        reason_text = ", ".join(f"{k}={v}" for k, v in reasons.most_common(4)) or "-"
-        lines.append(
-            f"{source:<24} {n:>6} {sum(r['reward'] for r in group) / n:>8.3f} "
-            f"{sum(r['accuracy'] for r in group) / n:>9.3f} {sum(r['format'] for r in group) / n:>7.3f}  {reason_text}"
-        )
-    return "\n".join(lines)
+        table[source] = {
+            "n": n,
+            "reward": sum(r["reward"] for r in group) / n,
+            "accuracy": sum(r["accuracy"] for r in group) / n,
+            "format": sum(r["format"] for r in group) / n,
+            "reasons": ", ".join(f"{k}={v}" for k, v in reasons.most_common(4)),
+        }
+    columns = [("n", "n", "6d"), ("reward", "reward", "8.3f"), ("accuracy", "accuracy", "9.3f"),
+               ("format", "format", "7.3f"), ("reasons", "reasons", "s")]  # fmt: skip
+    return source_table(table, columns)

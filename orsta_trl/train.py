@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    from orsta_trl.cli import exit_on_error
+    from orsta_trl.errors import exit_on_error
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):

@@ -68,9 +68,10 @@ from orsta_trl.models.checkpoint import (
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
 from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
 from orsta_trl.monitor.dumps import CompletionDumper, record_entry
-from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, TAG_PREFIX, SourceMonitor, parse_tag
+from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor
 from orsta_trl.monitor.summary import SourceSummary
 from orsta_trl.monitor.tensorboard import use_orsta_tensorboard
+from orsta_trl.monitor.writing import console_callback, eval_summary, history_entries, log_values, seen_values
 
 
 class OrstaGRPOTrainer(GRPOTrainer):
@@ -114,7 +115,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
         sources = sorted({r.data_source for r in router.records.values()})
         self.source_monitor = SourceMonitor(sources, self.orsta.correct_threshold, words)
-        #: Every per-source value logged in this run: {"step", "tag", "value"} (train and eval).
+        #: Every per-source value logged in this run: {"step", "split", "source", "metric", "value"}.
         self.source_history: list[dict] = []
         self.dumper = (
             CompletionDumper(
@@ -137,7 +138,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         for printer in (ProgressCallback, PrinterCallback):  # hundreds of per-source tags: TensorBoard only
             if any(isinstance(c, printer) for c in self.callback_handler.callbacks):
                 self.remove_callback(printer)
-                self.add_callback(_console(printer)())
+                self.add_callback(console_callback(printer)())
         use_orsta_tensorboard(self)  # in place: it must open its folder before the first evaluation logs
 
     # ---- resume: the checkpoint's weights under the model's own names (transformers #43701)
@@ -259,12 +260,9 @@ class OrstaGRPOTrainer(GRPOTrainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and "loss" in logs:
             window = self.source_monitor.flush()
-            self.source_history.extend(
-                {"step": self.state.global_step, "tag": tag, "value": value} for tag, value in window.items()
-            )
-            logs = {**logs, **{log_key(tag): value for tag, value in window.items()}}
-            seen = sorted(self.summary.totals.items())  # num_generations completions per prompt
-            logs.update({log_key(f"{SEEN_TAG}/{source}"): n / self.num_generations for source, n in seen})
+            self.source_history.extend(history_entries(self.state.global_step, window))
+            # num_generations completions per prompt
+            logs = {**logs, **log_values(window), **seen_values(self.summary.totals, self.num_generations)}
         super().log(logs, start_time)
 
     # ---- prompt order: TRL's sampler with an epoch, or a weighted mixture / pass_rate curriculum
@@ -287,7 +285,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         )
 
     # ---- decoupled evaluation
-    def evaluate_sources(self) -> dict[str, float]:
+    def evaluate_sources(self) -> list:
         """Greedy evaluation of ``eval_records`` on every rank's shard; per-source metrics from all ranks."""
         from trl.models import unwrap_model_for_generation
 
@@ -331,11 +329,9 @@ class _SourceEvalCallback(TrainerCallback):
 
     def _run(self, state) -> None:
         metrics = self.trainer.evaluate_sources()
-        self.trainer.source_history.extend(
-            {"step": state.global_step, "tag": tag, "value": value} for tag, value in metrics.items()
-        )
+        self.trainer.source_history.extend(history_entries(state.global_step, metrics))
         # Logged with transformers' Trainer.log: GRPOTrainer.log would fold the pending training metrics in.
-        super(GRPOTrainer, self.trainer).log({log_key(tag): value for tag, value in metrics.items()})
+        super(GRPOTrainer, self.trainer).log(log_values(metrics))
         if self.trainer.accelerator.is_main_process:
             print(
                 f"\n[orsta-trl] evaluation at step {state.global_step}:\n{eval_summary(metrics)}", flush=True
@@ -351,54 +347,6 @@ class _SourceEvalCallback(TrainerCallback):
             should_log = control.should_log  # logging resets it, which would drop this step's training log
             self._run(state)
             control.should_log = should_log
-
-
-def log_key(tag: str) -> str:
-    """The key to hand ``Trainer.log`` so that transformers' TensorBoard callback writes exactly ``tag``.
-
-    Its ``rewrite_logs`` prepends ``train/`` to every key and turns a leading ``eval_`` into ``eval/``; this is
-    the inverse, so the monitor's tags reach TensorBoard unchanged.
-
-    >>> log_key("train/source/math/reward"), log_key("eval/source/math/reward")
-    ('source/math/reward', 'eval_source/math/reward')
-    """
-    split, _, rest = tag.partition("/")
-    return rest if split == "train" else f"{split}_{rest}"
-
-
-SEEN_TAG = "train/data/seen"
-_CONSOLE_HIDDEN = (*(log_key(prefix + "/") for prefix in TAG_PREFIX.values()), log_key(SEEN_TAG + "/"))
-
-
-def is_console_key(key: str) -> bool:
-    """Per-source keys go to TensorBoard only; the console keeps TRL's headline numbers."""
-    return not key.startswith(_CONSOLE_HIDDEN)
-
-
-def _console(printer: type) -> type:
-    """``printer`` (transformers' progress or printer callback) without the per-source keys."""
-
-    class Console(printer):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            shown = {k: v for k, v in (logs or {}).items() if is_console_key(k)}
-            if shown:
-                super().on_log(args, state, control, logs=shown, **kwargs)
-
-    Console.__name__ = f"Console{printer.__name__}"
-    return Console
-
-
-def eval_summary(metrics: dict[str, float]) -> str:
-    """One line per source: reward, accuracy, mean length (the console view of an evaluation)."""
-    table: dict[str, dict[str, float]] = {}
-    for tag, value in metrics.items():
-        _, source, metric = parse_tag(tag)
-        table.setdefault(source, {})[metric] = value
-    return "\n".join(
-        f"  {source:<24} reward {m.get('reward', float('nan')):.3f}  accuracy {m.get('accuracy', float('nan')):.3f}"
-        f"  length {m.get('length/mean', float('nan')):.1f}"
-        for source, m in sorted(table.items())
-    )
 
 
 def replace_placeholders(completion_ids: list[list[int]], placeholder_ids, pad_id: int):

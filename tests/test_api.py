@@ -4,9 +4,9 @@ cheap, layers point one way, and library functions raise typed errors instead of
 from __future__ import annotations
 
 import ast
-import importlib
+import functools
 import inspect
-import pkgutil
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,54 +18,136 @@ from orsta_trl.errors import DataError, NotReady, OrstaError, RecipeError
 
 PACKAGE = Path(orsta_trl.__file__).parent
 
-#: Bottom-up layers; a module may import from its own layer and the ones below, never from above.
+#: Bottom-up layers; a module may import from its own layer and the ones below, never from above. A name is a
+#: top-level module or package of orsta_trl; ``__init__`` is the package itself (``from orsta_trl import train``
+#: reaches its lazy exports, which reach every layer). A new module or package gets a name here.
 LAYERS = [
     {"errors", "keys", "console", "user_modules"},
     {"verifiers"},
     {"data", "models", "tools"},
     {"rewards"},
-    {"monitor", "recipe", "recipe_limits"},
+    {"monitor", "recipe"},
     {"trainer", "evaluation", "score", "difficulty", "memory_plan", "warmup"},
-    {"api"},
+    {"api", "__init__"},
     {"train", "cli"},
 ]
 
 
 def _layer(module: str) -> int:
-    top = module.removeprefix("orsta_trl.").split(".")[0]
+    top = module.removeprefix("orsta_trl").removeprefix(".").split(".")[0] or "__init__"
     for rank, names in enumerate(LAYERS):
         if top in names:
             return rank
     raise AssertionError(f"{module} is in no layer: add it to LAYERS")
 
 
-def _modules() -> list[str]:
-    return sorted(m.name for m in pkgutil.walk_packages([str(PACKAGE)], "orsta_trl."))
-
-
-def _imports(module: str) -> set[str]:
-    """Every orsta_trl module that ``module`` imports (at any depth of its code), read with ast."""
-    spec = importlib.util.find_spec(module)
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("orsta_trl."))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("orsta_trl."):
-            found.add(node.module)
-        elif isinstance(node, ast.ImportFrom) and node.level:
-            raise AssertionError(f"{module}: use absolute imports")
+def module_files(root: Path = PACKAGE) -> dict[str, Path]:
+    """Every module under ``root`` (a copy of the orsta_trl folder), read from the file system: ``pkgutil``
+    would skip folders without ``__init__.py`` (``verifiers/`` has none)."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        found[".".join(("orsta_trl", *parts[: -1 if parts[-1] == "__init__" else None]))] = path
     return found
 
 
-def test_layers_point_one_way():
-    wrong = [
+def _modules() -> list[str]:
+    return sorted(module_files())
+
+
+_parse = functools.lru_cache(maxsize=1024)(ast.parse)  # the planted copies re-read the same sources
+
+
+def imports(path: Path, modules: dict[str, Path]) -> set[tuple[str, bool]]:
+    """(orsta_trl module imported, whether only inside a function) for every import in the file, read with ast:
+    ``import orsta_trl.x``, ``from orsta_trl import x`` (the module x, else the package's lazy export), ``from
+    orsta_trl.x import y`` (the module x.y, else x), and ``importlib.import_module("orsta_trl.x")``."""
+    tree = _parse(path.read_text(encoding="utf-8"))
+    found: set[tuple[str, bool]] = set()
+
+    def ours(name: str) -> bool:
+        return name == "orsta_trl" or name.startswith("orsta_trl.")
+
+    def visit(node: ast.AST, local: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = local or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            if isinstance(child, ast.Import):
+                found.update((alias.name, inner) for alias in child.names if ours(alias.name))
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    raise AssertionError(f"{path}: use absolute imports")
+                if ours(child.module or ""):
+                    for alias in child.names:
+                        sub = f"{child.module}.{alias.name}"
+                        found.add((sub if sub in modules else child.module, inner))
+            elif (
+                isinstance(child, ast.Call)
+                and getattr(child.func, "attr", getattr(child.func, "id", "")) == "import_module"
+                and child.args
+                and isinstance(child.args[0], ast.Constant)
+                and ours(str(child.args[0].value))
+            ):
+                found.add((child.args[0].value, inner))
+            visit(child, inner)
+
+    visit(tree, False)
+    return found
+
+
+def _imports(module: str) -> set[str]:
+    """Every orsta_trl module that ``module`` imports, at any depth of its code."""
+    files = module_files()
+    return {target for target, _ in imports(files[module], files)}
+
+
+def layering_violations(root: Path = PACKAGE) -> list[str]:
+    """Every import of a module from a higher layer, function-local ones included: a lazily imported upward
+    dependency is still one (it only waits for the call to bite)."""
+    files = module_files(root)
+    return [
         f"{module} (layer {_layer(module)}) imports {target} (layer {_layer(target)})"
-        for module in _modules()
-        for target in _imports(module)
+        + (" inside a function" if local else "")
+        for module, path in files.items()
+        for target, local in sorted(imports(path, files))
         if _layer(target) > _layer(module)
     ]
-    assert wrong == []
+
+
+def import_cycles(root: Path = PACKAGE) -> list[list[str]]:
+    """The import cycles between modules (strongly connected groups of the import graph), function-local
+    imports included: modules that need each other, now or at call time, belong in one module or share a
+    lower one. Importing ``orsta_trl.a.b`` also runs ``orsta_trl.a``; that implicit edge is not counted."""
+    files = module_files(root)
+    graph = {m: {t for t, _ in imports(path, files) if t in files} for m, path in files.items()}
+    order, low, stack, cycles = {}, {}, [], []
+
+    def connect(v: str) -> None:  # Tarjan's strongly connected components
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in order:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            group = stack[stack.index(v) :]
+            del stack[stack.index(v) :]
+            if len(group) > 1 or v in graph[v]:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in order:
+            connect(v)
+    return cycles
+
+
+def test_layers_point_one_way():
+    assert layering_violations() == []
+
+
+def test_no_import_cycles():
+    assert import_cycles() == []
 
 
 def test_the_named_seams_hold():
@@ -78,9 +160,56 @@ def test_the_named_seams_hold():
             assert "rewards" not in imported, module
 
 
-def test_the_layer_check_can_fail():
-    assert _layer("orsta_trl.verifiers.maths") < _layer("orsta_trl.data.records")
+def test_every_module_is_read_and_placed_in_a_layer():
+    modules = _modules()
+    assert {"orsta_trl.verifiers.base", "orsta_trl.verifiers.maths", "orsta_trl.data.convert.vtriune"} <= set(
+        modules
+    )
+    assert len(modules) == len(list(PACKAGE.rglob("*.py")))
+    assert all(_layer(m) >= 0 for m in modules)
     assert "orsta_trl.data.records" in _imports("orsta_trl.rewards.router")
+
+
+#: Every way of writing an upward import: each must be seen by the check.
+PLANTED_FORMS = [
+    "import orsta_trl.cli\n",
+    "from orsta_trl import cli\n",
+    "from orsta_trl.cli import main\n",
+    "def _planted():\n    from orsta_trl.train import main\n",
+    "from orsta_trl import train as _t\n",  # the package's lazy export: the top of the package
+    "import importlib\n_m = importlib.import_module('orsta_trl.cli')\n",
+]
+
+
+def _packages() -> list[Path]:
+    """Every folder of orsta_trl holding modules (the package itself, every subpackage, verifiers/ too)."""
+    return sorted({path.parent for path in PACKAGE.rglob("*.py") if "__pycache__" not in path.parts})
+
+
+@pytest.mark.parametrize("package", _packages(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_the_layer_check_sees_a_violation_planted_in_every_package(package, tmp_path):
+    """Copy orsta_trl, plant an upward import (each form) in a module of ``package``, see the check fail;
+    then plant a cycle between two of its modules and see the cycle check fail."""
+    copy = tmp_path / "orsta_trl"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    target = copy / package.relative_to(PACKAGE)
+    victims = sorted(p for p in target.glob("*.py") if p.stem not in ("cli", "train"))
+    victim = victims[0]
+    original = victim.read_text(encoding="utf-8")
+    assert layering_violations(copy) == [] and import_cycles(copy) == []
+    for form in PLANTED_FORMS:
+        victim.write_text(original + "\n" + form, encoding="utf-8")
+        found = layering_violations(copy)
+        assert len(found) == 1 and found[0].startswith(module_name(copy, victim) + " "), (form, found)
+    victim.write_text(original, encoding="utf-8")
+    a, b = victims[-2:] if len(victims) > 1 else (victim, victim)
+    for planted, other in ((a, b), (b, a)):
+        planted.write_text(planted.read_text(encoding="utf-8") + f"\nimport {module_name(copy, other)}\n")
+    assert import_cycles(copy) == [sorted({module_name(copy, a), module_name(copy, b)})]
+
+
+def module_name(root: Path, path: Path) -> str:
+    return next(name for name, p in module_files(root).items() if p == path)
 
 
 def test_no_export_is_shadowed_after_importing_every_submodule():
@@ -132,10 +261,10 @@ def test_errors_are_typed():
 
 def test_library_code_never_exits():
     offenders = []
-    for module in _modules():
+    for module, path in module_files().items():
         if module in ("orsta_trl.cli", "orsta_trl.train"):
             continue
-        source = Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8")
+        source = path.read_text(encoding="utf-8")
         if "SystemExit" in source or "sys.exit(" in source:
             offenders.append(module)
     assert offenders == []

@@ -305,7 +305,7 @@ def test_empty_csv_and_missing_files_fail_before_the_model(tmp_path, poisoned_mo
     assert check.returncode == 1 and "no records" in check.stderr
 
 
-#: values that transformers or TRL would reject only after the model loaded, or never (recipe_limits.py), and
+#: values that transformers or TRL would reject only after the model loaded, or never (recipe/checks.py), and
 #: the enumerations transformers types as Enums (rejected when the config is built)
 LATE_RECIPE_VALUES = {
     "loss_type": ("dapoo", "loss_type: 'dapoo' is not one of [", "did you mean 'dapo'"),

@@ -12,6 +12,7 @@ from PIL import Image
 
 from orsta_trl.data.records import load_records
 from orsta_trl.evaluation import coco_map, eval_metrics, greedy_completions, score_generated
+from orsta_trl.monitor.writing import tags
 from orsta_trl.rewards.router import RewardRouter
 
 
@@ -58,7 +59,7 @@ def test_coco_map_of_perfect_and_partial_predictions(detection_records):
     perfect = [Generated(answer(b), 10, False) for b in boxes]
     rows = score_generated(router, records, perfect)
     assert coco_map(records, rows, router) == {"det": {"map": 1.0, "map50": 1.0, "map75": 1.0}}
-    assert eval_metrics(rows)["eval/source/det/accuracy"] == 1.0
+    assert tags(eval_metrics(rows))["eval/source/det/accuracy"] == 1.0
 
     partial = [
         Generated(answer([[10, 10, 40, 40]]), 10, False),

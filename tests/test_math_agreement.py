@@ -1,17 +1,24 @@
-"""The math verifier against math-verify used directly, through the worker pool as in training.
+"""The math verifier against references no one here wrote, through the worker pool as in training.
 
-* the regressions found under load (golds corrupted on their way to the workers, a too-loose fast path,
-  several boxes, golds read as sets) each get a case;
-* a slice of math-verify's own test suite (``tests/data/math_verify_cases.json``, extracted from the
-  huggingface/Math-Verify repository) must agree case by case;
-* the exact fast path never says "equal" where math-verify says "different";
-* with the CPUs busy (busy-loop processes), no ordinary answer times out, and pathological ones still do.
+Two references, both independent of ``orsta_trl``:
+
+* math-verify with its **default** configuration (``conftest.math_verify_reference``: ``parse`` and ``verify``
+  with no extraction config), on the LaTeX shorthand models write, the regressions found under load, the fast
+  path's plain numbers, and every case of math-verify's own test suite;
+* math-verify's own test **expectations**: ``tests/data/math_verify_cases.json`` holds every (gold, pred,
+  expected) case of https://github.com/huggingface/Math-Verify/tree/5d148cfaaf99214c2e4ffb4bc497ab042c592a7a/tests
+  (``tests/data/extract_math_verify_cases.py`` rebuilds it), ``expected`` as upstream wrote it.
+
+The one deliberate deviation (only a boxed answer scores; ``orsta_trl/verifiers/maths.py`` names the cases) is
+asserted where it applies, never hidden. With the CPUs busy, no ordinary answer times out and pathological ones
+still do.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +32,30 @@ from orsta_trl.rewards import RewardRouter, RewardSettings
 from orsta_trl.verifiers.maths import quick_match
 
 CASES = Path(__file__).parent / "data" / "math_verify_cases.json"
+
+#: (gold, answer) as models write LaTeX: math-verify's defaults say "equal" to every one.
+SHORTHAND = [
+    ("0.5", r"\frac12"),
+    (r"\frac{1}{3}", r"\frac13"),
+    (r"\frac{1}{3}", r"\dfrac13"),
+    (r"\sqrt{3}", r"\sqrt3"),
+    (r"2\sqrt{2}", r"2\sqrt2"),
+    (r"\frac{9}{4}\pi", r"\frac94\pi"),
+    (r"-\frac{1}{2}", r"-\frac12"),
+    (r"\frac{3\sqrt{5}}{5}", r"\frac{3}{\sqrt5}"),
+    (r"\sqrt{2}/2", r"\frac{\sqrt2}{2}"),
+]
+
+#: A box whose content is prose (inline math, or two words in a row): math-verify's defaults read the answer
+#: out of the prose; the verifier, which scores only what is boxed, does not.
+PROSE_BOX = re.compile(r"\$|\\\(|[A-Za-z]{2,}[,.:]?\s+[A-Za-z]{2,}")
+
+#: (gold, pred) of math-verify's suite where upstream's expectation differs from math-verify's defaults, and why.
+UPSTREAM_CONFIG_ONLY = {
+    # upstream parses this prose gold with its test config (boxes first) and reads {1, 2} differently; the
+    # defaults on "$gold$", as the verifier reads golds, say equal (the verifier agrees with the defaults).
+    (r"\boxed{1} no no no no no \boxed{2}", r"$\boxed{1,2}$"): True,
+}
 
 #: (gold, completion): found wrong under load; the expected value is math-verify's, and noted beside.
 REGRESSIONS = [
@@ -60,6 +91,13 @@ def score_through_the_pool(pairs, timeout_s=2.0, workers=None):
         router.close()
 
 
+def test_shorthand_latex_scores_as_math_verify_defaults_say():
+    pairs = [(gold, rf"\boxed{{{answer}}}") for gold, answer in SHORTHAND]
+    assert [math_verify_reference(g, c) for g, c in pairs] == [True] * len(pairs)
+    samples = score_through_the_pool(pairs)
+    assert [(s.accuracy, s.reason) for s in samples] == [(1.0, None)] * len(pairs)
+
+
 def test_the_regressions_agree_with_math_verify():
     expected = [math_verify_reference(gold, completion) for gold, completion in REGRESSIONS]
     # the cases mean what they say: correct answers of relations and sets, and the loose fast path's cases
@@ -71,25 +109,81 @@ def test_the_regressions_agree_with_math_verify():
 
 
 def _suite():
-    cases = json.loads(CASES.read_text(encoding="utf-8"))
-    return [c for c in cases if c["reference"] is not None]
+    return json.loads(CASES.read_text(encoding="utf-8"))["cases"]
 
 
-def test_agrees_with_math_verify_on_its_own_test_suite():
+def _as_completion(pred: str) -> str:
+    """The upstream prediction as a completion the verifier reads: boxed as written, else put in one box."""
+    return pred if "\\boxed" in pred else rf"\boxed{{{pred}}}"
+
+
+@pytest.fixture(scope="module")
+def suite_scores():
+    """Every case of math-verify's suite scored by the verifier (through the pool) and by math-verify's defaults."""
     cases = _suite()
-    assert len(cases) >= 250
-    samples = score_through_the_pool([(c["gold"], c["prediction"]) for c in cases])
-    boxed = [(c, s) for c, s in zip(cases, samples, strict=True) if "\\boxed" in c["prediction"]]
-    disagree = [
-        (c["source"], c["gold"], c["prediction"], c["reference"], s.accuracy, s.reason)
-        for c, s in boxed
-        if (s.accuracy == 1.0) != c["reference"]
-    ]
-    assert len(boxed) >= 200 and disagree == []
+    completions = [_as_completion(c["pred"]) for c in cases]
+    samples = score_through_the_pool([(c["gold"], text) for c, text in zip(cases, completions, strict=True)])
+    defaults = [math_verify_reference(c["gold"], text) for c, text in zip(cases, completions, strict=True)]
+    return cases, completions, samples, defaults
+
+
+def test_agrees_with_math_verify_defaults_on_its_whole_test_suite(suite_scores):
+    cases, completions, samples, defaults = suite_scores
+    assert len(cases) == 255
     assert sum(s.reason == "timeout" for s in samples) == 0
+    disagree = [
+        (c["source"], c["gold"], text, s.accuracy, d)
+        for c, text, s, d in zip(cases, completions, samples, defaults, strict=True)
+        if (s.accuracy == 1.0) != d
+    ]
+    # every disagreement is the deliberate one: math-verify's defaults find the answer in prose put in a box
+    unexplained = [x for x in disagree if not (x[4] and PROSE_BOX.search(x[2][len("\\boxed{") : -1]))]
+    assert unexplained == []
+    assert len(cases) - len(disagree) >= 225  # 229 of 255 agree with math-verify 0.9.0
+
+
+def test_agrees_with_math_verify_test_expectations(suite_scores):
+    cases, completions, samples, defaults = suite_scores
+    boxed = [
+        (c, s, d)
+        for c, text, s, d in zip(cases, completions, samples, defaults, strict=True)
+        if text == c["pred"]
+    ]
+    assert (
+        len(boxed) == 95
+    )  # upstream predictions that hold a box as written: scored exactly as upstream wrote them
+    disagree = {
+        (c["gold"], c["pred"]): s.accuracy == 1.0 for c, s, _ in boxed if (s.accuracy == 1.0) != c["expected"]
+    }
+    assert disagree == UPSTREAM_CONFIG_ONLY
+    for c, s, d in boxed:  # and there, the defaults say what the verifier says
+        if (c["gold"], c["pred"]) in UPSTREAM_CONFIG_ONLY:
+            assert d == (s.accuracy == 1.0)
     # the deliberate deviation: an answer that is not boxed scores 0 (math-verify's prose anchors would read it)
-    unboxed = [s for c, s in zip(cases, samples, strict=True) if "\\boxed" not in c["prediction"]]
-    assert unboxed and all(s.accuracy == 0.0 and s.reason == "no_answer" for s in unboxed)
+    unboxed = [c for c in cases if "\\boxed" not in c["pred"]]
+    samples = score_through_the_pool([(c["gold"], c["pred"]) for c in unboxed])
+    assert len(unboxed) == 160 and all(s.accuracy == 0.0 and s.reason == "no_answer" for s in samples)
+
+
+#: (gold, answer) plain decimals within 0.01 of each other, or equal only loosely: math-verify says different.
+NEAR_MISSES = [
+    ("0.5", "0.51"),
+    ("3.14", "3.141"),
+    ("2.5", "2.505"),
+    ("1", "1.001"),
+    ("10", "9.995"),
+    ("-0.25", "-0.255"),
+    ("100", "100.009"),
+    ("0.125", "0.12"),
+]
+
+
+def test_the_fast_path_never_calls_a_near_miss_equal():
+    assert [math_verify_reference(g, rf"\boxed{{{a}}}") for g, a in NEAR_MISSES] == [False] * len(NEAR_MISSES)
+    # the fast path leaves unequal decimals to math-verify (None) or says False; never True
+    assert all(quick_match(g, rf"\boxed{{{a}}}") in (False, None) for g, a in NEAR_MISSES)
+    samples = score_through_the_pool([(g, rf"\boxed{{{a}}}") for g, a in NEAR_MISSES])
+    assert [s.accuracy for s in samples] == [0.0] * len(NEAR_MISSES)
 
 
 def test_the_fast_path_never_says_equal_where_math_verify_says_different():
@@ -137,7 +231,8 @@ def busy_cpus():
 
 
 def test_no_ordinary_answer_times_out_under_cpu_load(busy_cpus):
-    ordinary = [(c["gold"], c["prediction"]) for c in _suite() if "\\boxed" in c["prediction"]][:150]
+    plain = [c for c in _suite() if not PROSE_BOX.search(c["pred"]) or "\\boxed" in c["pred"]]
+    ordinary = [(c["gold"], _as_completion(c["pred"])) for c in plain][:150]
     pathological = [("3", r"\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}"), ("3", r"\boxed{9^{9^{9^{9^9}}}}")]
     assert all(hog.poll() is None for hog in busy_cpus)  # the load is really there
     samples = score_through_the_pool(ordinary + pathological)  # the shipped limit: 2 s of CPU per job

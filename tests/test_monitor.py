@@ -9,6 +9,7 @@ import pytest
 from orsta_trl.monitor.dumps import CompletionDumper, read_dump, sample_indices
 from orsta_trl.monitor.source_metrics import (
     DEFAULT_REFLECTION_WORDS,
+    MetricRow,
     SourceMonitor,
     aggregate,
     compute_metrics,
@@ -17,6 +18,7 @@ from orsta_trl.monitor.source_metrics import (
     parse_tag,
     split_tag,
 )
+from orsta_trl.monitor.writing import log_key, log_values, tag, tags
 from orsta_trl.rewards.sample import Sample
 
 _FIELDS = (
@@ -119,13 +121,13 @@ def _assert_values(got: dict, expected: dict) -> None:
 def test_every_metric_on_a_hand_computed_batch():
     monitor = SourceMonitor(["math", "det"])
     monitor.update(ROWS)
-    _assert_values(monitor.flush(), EXPECTED)
+    _assert_values(tags(monitor.flush()), EXPECTED)
 
 
 def test_absent_splits_and_unseen_sources_are_absent_not_zero():
     monitor = SourceMonitor(["math", "det", "ocr"])
     monitor.update(ROWS)
-    values = monitor.flush()
+    values = tags(monitor.flush())
     assert not any(k.startswith("train/source/ocr/") for k in values)
     # nothing in det is correct at threshold 1.0, and nothing is non-reflective
     for metric in (
@@ -141,7 +143,7 @@ def test_absent_splits_and_unseen_sources_are_absent_not_zero():
 
 
 def test_correct_threshold_moves_the_split():
-    values = finalize(compute_metrics([D1, D2], correct_threshold=0.5))
+    values = tags(finalize(compute_metrics([D1, D2], correct_threshold=0.5)))
     assert values["train/source/det/length/correct"] == 10.0
     assert values["train/source/det/truncated/correct"] == 0.5
     assert values["train/source/det/reflection/ratio_correct"] == 1.0
@@ -152,14 +154,14 @@ def test_reflection_matching_is_case_insensitive_substring_counting():
     row = hand_row(
         "s", "x", 0.0, 0.0, 0.0, text="WAIT. Wait... await: rechecked, Re-Think, check again!", group=1
     )
-    values = finalize(compute_metrics([row]))
+    values = tags(finalize(compute_metrics([row])))
     assert values["train/source/s/reflection/count/wait"] == 3.0  # "WAIT", "Wait", "await"
     assert values["train/source/s/reflection/count/recheck"] == 1.0
     assert values["train/source/s/reflection/count/re-think"] == 1.0
     assert values["train/source/s/reflection/count/check again"] == 1.0
     assert values["train/source/s/reflection/count/rethink"] == 0.0
     assert values["train/source/s/reflection/ratio"] == 1.0
-    custom = finalize(compute_metrics([row], reflection_words=("Await", "hmm")))
+    custom = tags(finalize(compute_metrics([row], reflection_words=("Await", "hmm"))))
     assert custom["train/source/s/reflection/count/await"] == 1.0
     assert custom["train/source/s/reflection/count/hmm"] == 0.0
     assert "train/source/s/reflection/count/wait" not in custom
@@ -170,11 +172,11 @@ def test_window_accumulates_across_updates_and_flush_resets():
     monitor.update([M1, M2, D1, D2])  # the only no_answer is in this batch
     monitor.update([M3, M4])
     assert monitor.rows_seen == 6
-    _assert_values(monitor.peek(), EXPECTED)  # reason/no_answer stays 1/4 over the window, not 1/2
-    _assert_values(monitor.flush(), EXPECTED)
-    assert monitor.flush() == {}
+    _assert_values(tags(monitor.peek()), EXPECTED)  # reason/no_answer stays 1/4 over the window, not 1/2
+    _assert_values(tags(monitor.flush()), EXPECTED)
+    assert tags(monitor.flush()) == {}
     monitor.update([D1])
-    values = monitor.flush()
+    values = tags(monitor.flush())
     assert values["train/source/det/reward"] == pytest.approx(0.6)
     assert values["train/source/det/reason/none"] == 1.0
     assert not any(k.startswith("train/source/math/") for k in values)
@@ -183,7 +185,7 @@ def test_window_accumulates_across_updates_and_flush_resets():
 def test_reason_shares_use_every_completion_of_the_window():
     first = [hand_row("s", "a", 0, 0, 0, reason="timeout", group=1)]
     second = [hand_row("s", "b", 0, 0, 0, group=2) for _ in range(3)]
-    values = finalize(aggregate([compute_metrics(first), compute_metrics(second)]))
+    values = tags(finalize(aggregate([compute_metrics(first), compute_metrics(second)])))
     assert values["train/source/s/reason/timeout"] == 0.25
     assert values["train/source/s/reason/none"] == 0.75
 
@@ -197,7 +199,7 @@ def test_merging_per_rank_partials_equals_the_concatenation():
     assert sorted(merged) == sorted(whole)
     for key in whole:
         assert merged[key] == pytest.approx(whole[key]), key
-    _assert_values(finalize(merged), EXPECTED)
+    _assert_values(tags(finalize(merged)), EXPECTED)
 
 
 def test_merge_property_on_random_batches():
@@ -225,8 +227,8 @@ def test_merge_property_on_random_batches():
     ranks: list[list[hand_row]] = [[], [], []]
     for g in range(40):  # whole groups per rank, ranks see different sources
         ranks[rng.randrange(3)].extend(rows[4 * g : 4 * g + 4])
-    merged = finalize(aggregate(compute_metrics(r) for r in ranks))
-    whole = finalize(compute_metrics(rows))
+    merged = tags(finalize(aggregate(compute_metrics(r) for r in ranks)))
+    whole = tags(finalize(compute_metrics(rows)))
     assert sorted(merged) == sorted(whole)
     for key in whole:
         assert merged[key] == pytest.approx(whole[key]), key
@@ -253,7 +255,7 @@ def test_samples_gain_generation_facts_and_the_eval_split_has_its_own_tags():
         SourceMonitor([], split="valid")
     monitor = SourceMonitor([], split="eval")
     monitor.update(rows)
-    values = monitor.flush()
+    values = tags(monitor.flush())
     assert values["eval/source/math/reward"] == 0.375
     assert all(parse_tag(tag)[:2] == ("eval", "math") for tag in values)
     assert not any(tag.startswith("train/") for tag in values)
@@ -340,3 +342,21 @@ def test_dumper_rejects_bad_settings(tmp_path):
         CompletionDumper(tmp_path, 0.5, "csv")
     with pytest.raises(ValueError, match="prompts"):
         CompletionDumper(tmp_path, 1.0).write(0, ROWS, PROMPTS[:2])
+
+
+def test_rows_stay_rows_until_written_and_log_keys_become_their_tags_in_transformers():
+    """The trainer hands Trainer.log the keys of log_key; transformers' own rewrite_logs (what its TensorBoard
+    callback applies) must turn each into exactly the row's tag, for both splits and sources with '/'."""
+    from transformers.integrations.integration_utils import rewrite_logs
+
+    monitor = SourceMonitor(["math", "det"])
+    monitor.update(ROWS)
+    rows = monitor.flush()
+    assert rows and all(isinstance(r, MetricRow) and r.split == "train" for r in rows)
+    extra = [MetricRow("eval", "web/qa", "length/mean", 3.0), MetricRow("eval", "eval", "reward", 0.5)]
+    for row in [*rows, *extra]:
+        assert rewrite_logs({log_key(row): row.value}) == {tag(row): row.value}, row
+        assert parse_tag(tag(row)) == (row.split, row.source, row.metric), row
+    assert rewrite_logs(log_values(rows)) == tags(rows)
+    with pytest.raises(ValueError):
+        finalize({("a", "reward"): (1.0, 1.0)}, split="valid")

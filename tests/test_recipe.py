@@ -55,6 +55,56 @@ def test_unknown_key_names_the_nearest(tmp_path):
         load_recipe(None, {"freeze_visoin": True})
 
 
+def test_every_problem_is_reported_at_once(tmp_path):
+    """One bad key per section and an unknown key: one error names them all, each with its key."""
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "model_name_or_path: m\nbf16: false\nlearning_rat: 1.0e-6\nloss_type: dapoo\ntop_p: 1.5\n"
+        "max_steps: true\ndump_format: csv\ncurriculum: easy_first\nmin_pixels: 9000\nmax_pixels: 100\n"
+        "judge_failure: ignore\nwarmup_sft_template: no answer\ntool_timeout_s: -1\n"
+        "eval_iou_threshold: 2.0\n"
+    )
+    with pytest.raises(RecipeError) as error:
+        load_recipe(path)
+    message = str(error.value)
+    needles = [
+        "'learning_rat' (did you mean 'learning_rate'?)",
+        "loss_type: 'dapoo' is not one of [",
+        "top_p: 1.5 is out of range",
+        "max_steps: expected int, got True",
+        "dump_format must be 'jsonl' or 'parquet', got 'csv'",
+        "curriculum must be 'pass_rate' or null, got 'easy_first'",
+        "need 0 < min_pixels <= max_pixels, got 9000 and 100",
+        "judge_failure must be 'zero' or 'skip', got 'ignore'",
+        "warmup_sft_template must contain {answer}",
+        "tool_timeout_s: a positive number of seconds, got -1",
+        "eval_iou_threshold must be 'average' or a number in (0, 1], got 2.0",
+    ]
+    assert message.startswith(f"{path}: {len(needles)} problems:"), message
+    lines = message.splitlines()[1:]
+    assert len(lines) == len(needles) and all(line.startswith(f"  {path}: ") for line in lines), message
+    assert [n for n in needles if not any(n in line for line in lines)] == []
+
+
+def test_each_key_is_declared_once_and_the_reward_section_is_the_verifiers_settings():
+    import dataclasses
+
+    from orsta_trl.recipe import SECTIONS, OrstaConfig, section_of
+    from orsta_trl.verifiers.base import RewardSettings
+
+    declared = [f.name for section in SECTIONS for f in dataclasses.fields(section)]
+    assert len(declared) == len(set(declared)), "a key in two sections"
+    assert sorted(f.name for f in dataclasses.fields(OrstaConfig)) == sorted(declared)
+    assert all(f.metadata.get("help") for f in dataclasses.fields(OrstaConfig)), "a key without help"
+    reward_keys = {f.name for f in dataclasses.fields(RewardSettings)}
+    assert {k for k in declared if section_of(k) is RewardSettings} == reward_keys
+    orsta = load_recipe(None, use_cpu=True, bf16=False, min_pixels=1000, iou_schedule=[[0, 0.5]]).orsta
+    settings = orsta.reward_settings()
+    assert type(settings) is RewardSettings and settings is not orsta
+    assert (settings.min_pixels, settings.iou_schedule) == (1000, ((0.0, 0.5),))
+    assert {k: getattr(settings, k) for k in reward_keys} == {k: getattr(orsta, k) for k in reward_keys}
+
+
 def test_overrides_and_types(tmp_path):
     assert parse_overrides(["--learning_rate", "2e-6", "--use_vllm", "false", "--max-steps=3", "--bf16"]) == {
         "learning_rate": "2e-6",

@@ -219,10 +219,10 @@ def test_the_tool_runs_its_output_reaches_the_next_turn_is_masked_and_scored(add
         assert s.parts["tool_success"] == 1.0
         assert "<tool_response>\n5\n</tool_response>" in s.text
     assert any(s.accuracy == 1.0 for s in called)
-    history = {row["tag"]: row["value"] for row in trainer.source_history}
-    assert history["train/source/tool_math/tools/success"] == 1.0
-    assert history["train/source/tool_math/tools/calls/add"] > 0
-    assert history["train/source/tool_math/tools/turns"] > 1
+    history = {(row["split"], row["source"], row["metric"]): row["value"] for row in trainer.source_history}
+    assert history["train", "tool_math", "tools/success"] == 1.0
+    assert history["train", "tool_math", "tools/calls/add"] > 0
+    assert history["train", "tool_math", "tools/turns"] > 1
 
 
 def test_an_mcp_servers_tool_runs_in_the_loop_and_the_server_stops_after_training(add_model):

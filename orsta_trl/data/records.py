@@ -55,6 +55,10 @@ class DatasetError(DataError):
         more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
         super().__init__(f"{len(errors)} invalid record(s):\n{shown}{more}")
 
+    def messages(self) -> list[str]:
+        """Every invalid record on a line of its own, then the count (what ``orsta-trl`` prints)."""
+        return [*map(str, self.errors), f"{len(self.errors)} invalid record(s)"]
+
 
 @dataclass(frozen=True)
 class RewardSpec:

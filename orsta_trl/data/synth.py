@@ -26,16 +26,12 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from orsta_trl.data import synth_easy
+from orsta_trl.data.drawing import COLORS, SHAPES, canvas, draw_shape
 from orsta_trl.errors import DataError
 from orsta_trl.keys import unknown_key_message
 
 TASKS: tuple[str, ...] = ("detection", "grounding", "counting", "ocr", "math", "chart")
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
-COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "green": (40, 160, 70), "blue": (40, 80, 220), "orange": (240, 140, 20),
-    "purple": (140, 60, 190),
-}  # fmt: skip
-BACKGROUNDS = ((245, 245, 245), (236, 236, 226), (240, 244, 250), (250, 246, 236))
 WORDS: tuple[str, ...] = (
     "apple", "river", "garden", "yellow", "planet", "window", "silver", "basket", "orange", "forest",
     "candle", "rocket", "pencil", "bridge", "winter", "market", "castle", "dragon", "mirror", "tiger",
@@ -45,22 +41,6 @@ WORDS: tuple[str, ...] = (
 THINK = "Think step by step inside <think></think> first, then"
 BOXED = "Think step by step inside <think></think> first. Put the final answer in \\boxed{} inside <answer></answer>."
 INK = (25, 25, 35)
-
-
-def _side(rng: random.Random, low: int, high: int) -> int:
-    """A side length in [low, high], a multiple of 28 when the range holds one (see the module docstring)."""
-    multiples = range(-(-low // 28) * 28, high + 1, 28)
-    return rng.choice(multiples) if multiples else rng.randint(low, high)
-
-
-def _canvas(rng: random.Random, size: Sequence[int], noisy: bool | None = None, wide: bool = False):
-    """A plain or lightly noisy background (noise within about 15 levels of the base colour), and its base."""
-    w, h = _side(rng, (size[0] + size[1]) // 2 if wide else size[0], size[1]), _side(rng, *size)
-    base = rng.choice(BACKGROUNDS)
-    img = Image.new("RGB", (w, h), base)
-    if (rng.random() < 0.5) if noisy is None else noisy:
-        img = Image.blend(img, Image.frombytes("L", (w, h), rng.randbytes(w * h)).convert("RGB"), 0.06)
-    return img, list(base)
 
 
 def _place(rng, w, h, boxes, lo, hi, max_frac: float, margin: int) -> tuple[int, int, int, int] | None:
@@ -80,19 +60,9 @@ def _place(rng, w, h, boxes, lo, hi, max_frac: float, margin: int) -> tuple[int,
     return None
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Sequence[int], fill: Any) -> None:
-    x1, y1, x2, y2 = box[0], box[1], box[2] - 1, box[3] - 1
-    if shape == "circle":
-        draw.ellipse((x1, y1, x2, y2), fill=fill)
-    elif shape == "square":
-        draw.rectangle((x1, y1, x2, y2), fill=fill)
-    else:
-        draw.polygon([((x1 + x2) // 2, y1), (x1, y2), (x2, y2)], fill=fill)
-
-
 def _scene(rng, image_size, specs: list[tuple[str, str]], max_frac: float, margin: int):
     """Draw (shape, color) specs; returns (image, background, objects) with tight visible-pixel boxes."""
-    img, bg = _canvas(rng, image_size)
+    img, bg = canvas(rng, image_size)
     w, h = img.size
     lo, hi = max(10, min(w, h) // 10), max(14, min(w, h) // 5)
     boxes, placed = [], []
@@ -106,8 +76,8 @@ def _scene(rng, image_size, specs: list[tuple[str, str]], max_frac: float, margi
     index = Image.new("L", (w, h), 0)
     draw, idraw = ImageDraw.Draw(img), ImageDraw.Draw(index)
     for i, ((shape, color), box) in enumerate(zip(placed, boxes, strict=True)):
-        _draw_shape(draw, shape, box, COLORS[color])
-        _draw_shape(idraw, shape, box, i + 1)
+        draw_shape(draw, shape, box, COLORS[color])
+        draw_shape(idraw, shape, box, i + 1)
     objects = []
     for i, (shape, color) in enumerate(placed):
         bbox = index.point(lambda v, i=i: 255 if v == i + 1 else 0).getbbox()
@@ -169,7 +139,7 @@ def _fit_text(text: str, size: int, max_w: int, max_h: int):
 
 def _ocr(rng, image_size, index):
     word = str(rng.randint(10, 99999)) if rng.random() < 0.3 else rng.choice(WORDS)
-    img, bg = _canvas(rng, image_size, wide=True)
+    img, bg = canvas(rng, image_size, wide=True)
     w, h = img.size
     font, (x0, t, x1, b) = _fit_text(word, rng.randint(26, 40), w - 16, h - 16)
     x, y = rng.randint(8, max(8, w - 8 - (x1 - x0))), rng.randint(8, max(8, h - 8 - (b - t)))
@@ -199,7 +169,7 @@ def _math(rng, image_size, index):
         tokens += [op, rng.randint(2, 12) if op == "*" else rng.randint(2, 60)]
     expr = " ".join(map(str, tokens))
     shown = expr.replace("*", "×") + " = ?"
-    img, bg = _canvas(rng, image_size, wide=True)
+    img, bg = canvas(rng, image_size, wide=True)
     w, h = img.size
     # The bundled font has no "×" glyph: draw numbers and + - = ? as text, and × as two crossed strokes.
     parts, size = shown.split(" "), rng.randint(20, 30)
@@ -229,7 +199,7 @@ def _math(rng, image_size, index):
 
 
 def _chart(rng, image_size, index):
-    img, bg = _canvas(rng, image_size, noisy=False)
+    img, bg = canvas(rng, image_size, noisy=False)
     w, h = img.size
     n = rng.randint(3, max(3, min(6, (w - 20) // 24)))
     start = rng.randint(0, 26 - n)
@@ -266,9 +236,7 @@ def _chart(rng, image_size, index):
 
 _BUILDERS = dict(zip(TASKS, (_detection, _grounding, _counting, _ocr, _math, _chart), strict=True))
 
-# Tasks a tiny model can see (issue 15), only when asked for by name: the default set stays TASKS.
-from orsta_trl.data import synth_easy  # noqa: E402  (it draws with this module's helpers)
-
+# Tasks a tiny model can see, only when asked for by name: the default set stays TASKS.
 EASY_TASKS: tuple[str, ...] = ("colour", "shape", "position")
 
 

@@ -5,7 +5,7 @@ random-weight tiny vision tower resolves: a linear probe on its pooled features 
 These tasks draw ONE shape of 28-64 px on a fixed 112x112 canvas (16 image tokens), so that
 the demo can show learning in minutes on a CPU:
 
-* ``colour``: "What colour is the shape?" - one of the 5 colours of :data:`~orsta_trl.data.synth.COLORS`;
+* ``colour``: "What colour is the shape?" - one of the 5 colours of :data:`~orsta_trl.data.drawing.COLORS`;
 * ``shape``: "What shape is it?" - circle, square or triangle (a larger shape, 44-64 px);
 * ``position``: "Where is the shape?" - top left, top right, bottom left or bottom right (its quadrant).
   Measured: a 600-step warm-up on colour, shape and position left position at chance (0.25, one answer for
@@ -21,7 +21,7 @@ import random
 
 from PIL import ImageDraw
 
-from orsta_trl.data import synth as base
+from orsta_trl.data.drawing import COLORS, SHAPES, canvas, draw_shape
 
 EASY_SIDE = 112
 ANSWER = "Give the answer inside <answer></answer>."
@@ -32,11 +32,11 @@ def _one_shape(
 ):
     """A 112x112 canvas with one shape of side in [low, high] inside ``region`` (x1, y1, x2, y2); returns
     (image, background, shape, colour)."""
-    img, bg = base._canvas(rng, (EASY_SIDE, EASY_SIDE))
-    shape, colour = rng.choice(base.SHAPES), rng.choice(list(base.COLORS))
+    img, bg = canvas(rng, (EASY_SIDE, EASY_SIDE))
+    shape, colour = rng.choice(SHAPES), rng.choice(list(COLORS))
     side = rng.randint(low, high)
     x, y = rng.randint(region[0], region[2] - side), rng.randint(region[1], region[3] - side)
-    base._draw_shape(ImageDraw.Draw(img), shape, (x, y, x + side, y + side), base.COLORS[colour])
+    draw_shape(ImageDraw.Draw(img), shape, (x, y, x + side, y + side), COLORS[colour])
     return img, bg, shape, colour
 
 

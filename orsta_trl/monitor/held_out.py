@@ -7,29 +7,28 @@ supervised warm-up); the last runs after the last step. The numbers come from th
 
 from __future__ import annotations
 
-from orsta_trl.monitor.source_metrics import parse_tag
+from orsta_trl.console import source_table
 
 
 def held_out_gains(history: list[dict], metric: str = "accuracy") -> dict[str, dict[str, float]]:
     """Per source: ``metric`` at the first and the last evaluation, and the steps they ran at.
 
     Args:
-        history: a trainer's ``source_history`` (``{"step", "tag", "value"}`` entries, train and eval).
+        history: a trainer's ``source_history`` (``{"step", "split", "source", "metric", "value"}`` entries).
         metric: the per-source metric to compare.
 
     Returns:
         ``{source: {"first_step", "first", "last_step", "last", "gain"}}``; empty without evaluations.
 
-    >>> h = [{"step": 0, "tag": "eval/source/a/accuracy", "value": 0.5},
-    ...      {"step": 9, "tag": "eval/source/a/accuracy", "value": 0.75}]
+    >>> h = [{"step": 0, "split": "eval", "source": "a", "metric": "accuracy", "value": 0.5},
+    ...      {"step": 9, "split": "eval", "source": "a", "metric": "accuracy", "value": 0.75}]
     >>> held_out_gains(h)["a"]["gain"]
     0.25
     """
     series: dict[str, list[tuple[int, float]]] = {}
     for entry in history:
-        split, source, name = parse_tag(entry["tag"])
-        if split == "eval" and name == metric:
-            series.setdefault(source, []).append((entry["step"], entry["value"]))
+        if entry["split"] == "eval" and entry["metric"] == metric:
+            series.setdefault(entry["source"], []).append((entry["step"], entry["value"]))
     table = {}
     for source, points in sorted(series.items()):
         (first_step, first), (last_step, last) = min(points), max(points)
@@ -43,11 +42,9 @@ def format_gains(table: dict[str, dict[str, float]], metric: str = "accuracy") -
     if not table:
         return ""
     any_row = next(iter(table.values()))
-    header = (
-        f"{'data_source':<24} {metric + ' @' + str(any_row['first_step']):>14} "
-        f"{metric + ' @' + str(any_row['last_step']):>14} {'gain':>7}"
-    )
-    lines = [header, "-" * len(header)]
-    for source, row in table.items():
-        lines.append(f"{source:<24} {row['first']:>14.3f} {row['last']:>14.3f} {row['gain']:>+7.3f}")
-    return "\n".join(lines)
+    columns = [
+        (f"{metric} @{any_row['first_step']}", "first", "14.3f"),
+        (f"{metric} @{any_row['last_step']}", "last", "14.3f"),
+        ("gain", "gain", "+7.3f"),
+    ]
+    return source_table(table, columns)

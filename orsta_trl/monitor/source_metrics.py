@@ -5,9 +5,11 @@ successive batches of a logging window, and the concatenation of all rows give t
 reported only when its denominator is positive, so a source unseen in a window (or "length over correct"
 when nothing is correct) is absent rather than 0 or NaN.
 
-Tags are final TensorBoard names, emitted here once: ``train/source/<data_source>/<metric>`` during training
-and ``eval/source/<data_source>/<metric>`` for the decoupled evaluation (:data:`TAG_PREFIX`). The report reads
-this one form.
+Values leave this module as :class:`MetricRow` rows (split, data_source, metric, value) and stay rows in
+process (the trainer's history, evaluation, the console tables); strings are made only where they are written
+(:mod:`orsta_trl.monitor.writing`): ``train/source/<data_source>/<metric>`` during training and
+``eval/source/<data_source>/<metric>`` for the decoupled evaluation (:data:`TAG_PREFIX`). The report reads this
+one form back from the event files (:func:`parse_tag`).
 
 Metrics per source:
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from orsta_trl.monitor.tool_metrics import TOOL_FAMILY, TOOL_METRICS, add_tool_metrics
 from orsta_trl.rewards.sample import Sample
@@ -80,6 +83,16 @@ _FAMILIES = ("part/", "reason/", "reflection/count/", TOOL_FAMILY)
 
 #: The tag prefix of each split: tags are ``{prefix}/{data_source}/{metric}``.
 TAG_PREFIX = {"train": "train/source", "eval": "eval/source"}
+
+
+class MetricRow(NamedTuple):
+    """One per-source value: ``split`` is ``"train"`` or ``"eval"`` (a key of :data:`TAG_PREFIX`)."""
+
+    split: str
+    source: str
+    metric: str
+    value: float
+
 
 Key = tuple[str, str]  # (data_source, metric)
 Sums = dict[Key, tuple[float, float]]  # (numerator, denominator)
@@ -160,14 +173,15 @@ def _share_of_all(sums: Sums) -> Sums:
     return sums
 
 
-def finalize(sums: Mapping[Key, tuple[float, float]], split: str = "train") -> dict[str, float]:
-    """``{f"{split}/source/{source}/{metric}": num / den}`` for every entry with a positive denominator."""
-    prefix = TAG_PREFIX[split]
-    return {
-        f"{prefix}/{source}/{metric}": num / den
+def finalize(sums: Mapping[Key, tuple[float, float]], split: str = "train") -> list[MetricRow]:
+    """A :class:`MetricRow` ``(split, source, metric, num / den)`` for every entry with a positive denominator."""
+    if split not in TAG_PREFIX:
+        raise ValueError(f"split must be one of {list(TAG_PREFIX)}, got {split!r}")
+    return [
+        MetricRow(split, source, metric, num / den)
         for (source, metric), (num, den) in sorted(sums.items())
         if den > 0
-    }
+    ]
 
 
 def is_metric(name: str) -> bool:
@@ -207,7 +221,7 @@ def parse_tag(tag: str) -> tuple[str, str, str] | None:
 
 
 class SourceMonitor:
-    """Accumulates :func:`compute_metrics` over a logging window; :meth:`flush` returns tags and resets.
+    """Accumulates :func:`compute_metrics` over a logging window; :meth:`flush` returns its rows and resets.
 
     ``update`` must receive rows gathered from every rank (identical on all ranks), so every rank holds the
     same accumulators and may log the same values. ``sources`` lists the expected sources (kept in
@@ -239,11 +253,11 @@ class SourceMonitor:
         partial = compute_metrics(rows, self.correct_threshold, self.reflection_words)
         self._sums = aggregate([self._sums, partial])
 
-    def peek(self) -> dict[str, float]:
+    def peek(self) -> list[MetricRow]:
         """The current window's values, without resetting."""
         return finalize(self._sums, self.split)
 
-    def flush(self) -> dict[str, float]:
+    def flush(self) -> list[MetricRow]:
         values = self.peek()
         self._sums = {}
         self.rows_seen = 0

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orsta_trl.console import source_table
+
 #: The file holding the summary's sums inside a ``checkpoint-*`` folder.
 FILENAME = "orsta_summary.json"
 
@@ -67,21 +69,17 @@ class SourceSummary:
         span = max(1, last_step - first_step + 1)
         early = first_step + span / 4
         late = last_step - span / 4
-        header = (
-            f"{'data_source':<24} {'n':>6} {'reward':>8} {'first¼':>8} {'last¼':>8} "
-            f"{'accuracy':>9} {'length':>7}"
-        )
-        lines = [header, "-" * len(header)]
+        table = {}
         for source in sorted({s for _, s in self.sums}):
             rows = [(step, acc) for (step, s), acc in sorted(self.sums.items()) if s == source]
             first = [acc for step, acc in rows if step < early] or [acc for _, acc in rows]
             last = [acc for step, acc in rows if step > late] or [acc for _, acc in rows]
             every = [acc for _, acc in rows]
-            lines.append(
-                f"{source:<24} {_n(every):>6} {_mean(every, 1):>8.3f} {_mean(first, 1):>8.3f} "
-                f"{_mean(last, 1):>8.3f} {_mean(every, 2):>9.3f} {_mean(every, 3):>7.1f}"
-            )
-        return "\n".join(lines)
+            table[source] = {"n": _n(every), "reward": _mean(every, 1), "first": _mean(first, 1),
+                             "last": _mean(last, 1), "accuracy": _mean(every, 2), "length": _mean(every, 3)}  # fmt: skip
+        columns = [("n", "n", "6d"), ("reward", "reward", "8.3f"), ("first¼", "first", "8.3f"),
+                   ("last¼", "last", "8.3f"), ("accuracy", "accuracy", "9.3f"), ("length", "length", "7.1f")]  # fmt: skip
+        return source_table(table, columns)
 
 
 def _n(sums) -> int:

@@ -74,32 +74,66 @@ class Verdict:
         }
 
 
-@dataclass(frozen=True)
+@dataclass
 class RewardSettings:
-    """The recipe's reward settings, as one object: built from :class:`orsta_trl.recipe.OrstaConfig` by field
-    name, handed whole to the router and, inside every :class:`Context`, to each verifier.
+    """The recipe's reward settings: the one place these recipe keys are declared.
 
-    It lives here, in the bottom layer, because verifiers read it; ``orsta_trl.rewards`` re-exports it.
-
-    * ``min_pixels``/``max_pixels``: the processor's bounds, used to map Qwen2.5-VL's resized-input coordinates
-      back to the original image;
-    * ``iou_schedule``: the dynamic IoU threshold, pairs (progress from which it applies, threshold);
-    * ``reward_timeout_s``: the CPU-time limit of one slow job (math-verify) in a worker process;
-    * ``reward_workers``: worker processes per rank (0: the usable cores divided among the node's ranks);
-    * ``rewrite_embedder``: the sentence-embedding model of the ``rewrite`` verifier;
-    * ``judges``, ``judge_failure``: the recipe's judge definitions (name → mapping) for the ``judge`` verifier,
-      and what a judge that gives no reply scores (``"zero"``, or ``"skip"``: None to TRL).
+    The recipe's :class:`orsta_trl.recipe.OrstaConfig` takes this class as its reward section (the YAML keys stay
+    flat), and ``OrstaConfig.reward_settings()`` hands a copy, whole, to the router and, inside every
+    :class:`Context`, to each verifier. It lives here, in the bottom layer, because verifiers read it;
+    ``orsta_trl.rewards`` re-exports it. The values are checked with the rest of the recipe
+    (:mod:`orsta_trl.recipe.checks`).
     """
 
-    min_pixels: int = DEFAULT_MIN_PIXELS
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    iou_schedule: tuple[tuple[float, float], ...] = DEFAULT_IOU_SCHEDULE
-    reward_timeout_s: float = 2.0
-    reward_workers: int = 0
-    rewrite_embedder: str | None = None
-    # --- judges (issue 14) ---
-    judges: Mapping[str, Any] = field(default_factory=dict)
-    judge_failure: str = "zero"
+    min_pixels: int = field(
+        default=DEFAULT_MIN_PIXELS,
+        metadata={
+            "help": "Smallest image area after the processor's resize. The one source of truth for the trainer's "
+            "processor, the processor config that colocated vLLM reads, and box rescaling (Qwen2.5-VL answers "
+            "in resized-input coordinates)."
+        },
+    )
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "Largest image area after resize."})
+    iou_schedule: tuple[tuple[float, float], ...] = field(
+        default=DEFAULT_IOU_SCHEDULE,
+        metadata={
+            "help": "Dynamic IoU threshold: pairs [progress_from, threshold], progress = global step / max steps."
+        },
+    )
+    reward_timeout_s: float = field(
+        default=2.0,
+        metadata={
+            "help": "Per-job CPU-time limit, in seconds, of verifiers that run in worker processes (math, tool); "
+            "a wall-clock backstop catches jobs that stall without using CPU."
+        },
+    )
+    reward_workers: int = field(
+        default=0,
+        metadata={
+            "help": "Reward worker processes per rank (0: the usable cores divided among the node's ranks)."
+        },
+    )
+    rewrite_embedder: str | None = field(
+        default=None,
+        metadata={
+            "help": "Sentence-embedding model of the 'rewrite' verifier (a hub name, a folder, or a package that "
+            "ships one)."
+        },
+    )
+    judges: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Model judges for the 'judge' verifier: {name: {backend: transformers|openai, model, ...}} "
+            "(see orsta_trl/rewards/judges.py for each backend's keys)."
+        },
+    )
+    judge_failure: str = field(
+        default="zero",
+        metadata={
+            "help": "What a judge that gives no reply (timeout, error) scores: 'zero', or 'skip' (None to TRL, "
+            "which leaves the completion out of the advantage)."
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,21 @@
 """``math``: the boxed answer checked against the ground truth with math-verify, as math-verify itself would.
 
-The reference is math-verify used directly: ``verify(parse(f"${gold}$"), parse(region, extraction_config=C))``
-where ``region`` is the completion's ``<answer>`` block (else the whole completion) and ``C`` is
-:func:`answer_config` (boxed answers only, every box read: ``\\boxed{1}, \\boxed{2}`` is the set {1, 2}). The
-tests hold a slice of math-verify's own test suite scored both ways.
+The reference is math-verify with its default configuration: ``verify(parse(f"${gold}$"), parse(region))``
+where ``region`` is the completion's ``<answer>`` block (else the whole completion). The gold is parsed with
+math-verify's defaults; the region with :func:`answer_config`, math-verify's default ``LatexExtractionConfig``
+(default normalisation: shorthand such as ``\\frac12``, ``\\sqrt3``, ``\\dfrac13`` is read as written) less the
+three settings below. The tests hold math-verify's own test suite scored both ways.
 
-Where we deviate from math-verify used directly, on purpose:
+Where we deviate from math-verify's defaults, on purpose, each with the case that needs it:
 
 * only a ``\\boxed{}`` answer scores (answer policy ``boxed_region``): a completion without one gets
   ``no_answer``, although math-verify's other anchors ("the final answer is $x$") would read it. The prompts
-  ask for a box, and the format reward is about following them;
+  ask for a box, and the format reward is about following them. In the extraction config this takes:
+
+  - ``boxed_match_priority=0`` (default 50): ``\\boxed{4}. The final answer is $3$.`` reads 4, not 3;
+  - ``try_extract_without_anchor=False`` (default True): ``I think $x = 7$ \\boxed{???}`` is not read as 7;
+  - no ``ExprExtractionConfig`` (default: one after the LaTeX one): ``The answer is 7. \\boxed{\\frac{}{}}`` is
+    not read as 7 from the prose;
 * a gold that ``$gold$`` cannot parse is read as ``\\boxed{gold}`` before it is rejected, so records whose gold
   is bare LaTeX that math-verify only reads boxed still load;
 * math-verify's SIGALRM timeouts are switched off: they only work in the main thread and cannot interrupt
@@ -45,19 +51,11 @@ for _name in ("math_verify.parser", "math_verify.grader", "math_verify.utils"):
 
 @functools.lru_cache(maxsize=1)
 def answer_config():
-    """math-verify's extraction config for completions: boxed answers only, every box, units normalised."""
+    """math-verify's extraction config for completions: its default LaTeX extraction (default normalisation,
+    every box read), reading boxed answers only (the module docstring names the case behind each change)."""
     from math_verify import LatexExtractionConfig
-    from math_verify.parser import NormalizationConfig
 
-    return [
-        LatexExtractionConfig(
-            normalization_config=NormalizationConfig(
-                nits=False, malformed_operators=False, basic_latex=True, boxed="all", units=True
-            ),
-            boxed_match_priority=0,
-            try_extract_without_anchor=False,
-        )
-    ]
+    return [LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=False)]
 
 
 def _parse(expression: str, config=None):
@@ -141,30 +139,27 @@ def _quick(gold_text: str, boxes: list[str]) -> bool | None:
 
 
 @functools.lru_cache(maxsize=65536)
-def answers_match(gold_text: str, region: str) -> bool | None:
+def answers_match(gold_text: str, region: str) -> bool:
     r"""math-verify's judgement of the boxed answer(s) in ``region`` against the gold answer.
 
-    Returns None when math-verify fails on the answer (malformed LaTeX).
+    math-verify never raises here (``raise_on_error`` is off by default in ``parse`` and ``verify``): LaTeX it
+    cannot read parses to nothing or to a string, which is not equal to the gold. A bug of ours that raises is
+    scored ``verifier_error:...`` by the router, like any verifier's.
 
     >>> answers_match("\\frac{1}{2}", "\\boxed{0.5}")
     True
     >>> answers_match("x = 1, 2", "so \\boxed{1}, \\boxed{2}")
     True
-    >>> answers_match("3", "\\boxed{4}")
-    False
+    >>> answers_match("3", "\\boxed{4}"), answers_match("3", "\\boxed{\\frac{}{}}")
+    (False, False)
     """
     from math_verify import verify
 
     quick = quick_match(gold_text, region)
     if quick is not None:
         return quick
-    try:
-        parsed = _parse(region, answer_config())
-        if not parsed:
-            return False
-        return bool(verify(gold_expression(gold_text), parsed, timeout_seconds=None))
-    except Exception:  # math-verify raises on some malformed LaTeX; never crash training
-        return None
+    parsed = _parse(region, answer_config())
+    return bool(parsed) and bool(verify(gold_expression(gold_text), parsed, timeout_seconds=None))
 
 
 @dataclass(frozen=True)
@@ -210,7 +205,7 @@ class MathVerifier(Verifier):
         region, quick = self._answer(text, gold)
         return None if region is None or quick is not None else (gold.text, region)
 
-    def run_slow_job(self, job) -> bool | None:
+    def run_slow_job(self, job) -> bool:
         return answers_match(*job)
 
     def job_affinity(self, job) -> str:
@@ -223,6 +218,4 @@ class MathVerifier(Verifier):
             return Verdict(0.0, fmt, reason="no_answer")
         if correct is None:
             correct = answers_match(gold.text, region) if slow is NOT_RUN else slow
-        if correct is None:
-            return Verdict(0.0, fmt, reason="unparsable_answer")
         return Verdict(1.0 if correct else 0.0, fmt)

@@ -1,0 +1,105 @@
+"""Where per-source rows become strings: TensorBoard tags, ``Trainer.log`` keys, console lines.
+
+Per-source values travel as :class:`~orsta_trl.monitor.source_metrics.MetricRow` rows (split, data_source,
+metric, value); nothing in process parses a tag back. The trainer hands ``Trainer.log`` the keys of
+:func:`log_key`, which transformers' TensorBoard callback (``rewrite_logs``: ``train/`` prepended, a leading
+``eval_`` turned into ``eval/``) writes as exactly :func:`tag` (``tests/test_monitor.py`` checks it against
+transformers' own function). The console keeps TRL's headline numbers; per-source keys go to TensorBoard only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from orsta_trl.console import source_table
+from orsta_trl.monitor.source_metrics import TAG_PREFIX, MetricRow
+
+#: ``Trainer.log`` key prefix of the prompts seen per source (TensorBoard: ``train/data/seen/<data_source>``).
+SEEN_KEY = "data/seen"
+
+
+def tag(row: MetricRow) -> str:
+    """The TensorBoard tag of a row: ``train/source/<data_source>/<metric>`` or ``eval/source/...``.
+
+    >>> tag(MetricRow("eval", "web/qa", "length/mean", 3.0))
+    'eval/source/web/qa/length/mean'
+    """
+    return f"{TAG_PREFIX[row.split]}/{row.source}/{row.metric}"
+
+
+def tags(rows: Iterable[MetricRow]) -> dict[str, float]:
+    """``{tag: value}``: the rows as written to a file (an evaluation report)."""
+    return {tag(row): row.value for row in rows}
+
+
+def log_key(row: MetricRow) -> str:
+    """The ``Trainer.log`` key whose TensorBoard tag is :func:`tag` (training keys without ``train/``,
+    evaluation keys with ``eval_``, as transformers expects them).
+
+    >>> log_key(MetricRow("train", "math", "reward", 1.0)), log_key(MetricRow("eval", "math", "reward", 1.0))
+    ('source/math/reward', 'eval_source/math/reward')
+    """
+    prefix = TAG_PREFIX[row.split].partition("/")[2]
+    key = f"{prefix}/{row.source}/{row.metric}"
+    return key if row.split == "train" else f"{row.split}_{key}"
+
+
+def log_values(rows: Iterable[MetricRow]) -> dict[str, float]:
+    """The rows as ``Trainer.log`` keys and values."""
+    return {log_key(row): row.value for row in rows}
+
+
+def seen_values(totals: Mapping[str, int], per_prompt: int) -> dict[str, float]:
+    """Prompts seen so far per source, as ``Trainer.log`` values (``per_prompt`` completions each)."""
+    return {f"{SEEN_KEY}/{source}": n / per_prompt for source, n in sorted(totals.items())}
+
+
+_CONSOLE_HIDDEN = (
+    *(log_key(MetricRow(split, "", "", 0.0)).removesuffix("/") for split in TAG_PREFIX),
+    SEEN_KEY + "/",
+)
+
+
+def is_console_key(key: str) -> bool:
+    """Per-source keys go to TensorBoard only; the console keeps TRL's headline numbers.
+
+    >>> is_console_key("loss"), is_console_key("source/math/reward"), is_console_key("eval_source/a/reward")
+    (True, False, False)
+    """
+    return not key.startswith(_CONSOLE_HIDDEN)
+
+
+def console_callback(printer: type) -> type:
+    """``printer`` (transformers' progress or printer callback) without the per-source keys."""
+
+    class Console(printer):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            shown = {k: v for k, v in (logs or {}).items() if is_console_key(k)}
+            if shown:
+                super().on_log(args, state, control, logs=shown, **kwargs)
+
+    Console.__name__ = f"Console{printer.__name__}"
+    return Console
+
+
+def history_entries(step: int, rows: Iterable[MetricRow]) -> list[dict]:
+    """The rows of one logging step as entries of a trainer's ``source_history``."""
+    return [{"step": step, **row._asdict()} for row in rows]
+
+
+def by_source(rows: Iterable[MetricRow]) -> dict[str, dict[str, float]]:
+    """``{data_source: {metric: value}}`` of rows (one split)."""
+    table: dict[str, dict[str, float]] = {}
+    for row in rows:
+        table.setdefault(row.source, {})[row.metric] = row.value
+    return table
+
+
+def eval_summary(rows: Iterable[MetricRow]) -> str:
+    """The console view of an evaluation: reward, accuracy and mean length per source."""
+    columns = [
+        ("reward", "reward", "7.3f"),
+        ("accuracy", "accuracy", "9.3f"),
+        ("length", "length/mean", "7.1f"),
+    ]
+    return source_table(by_source(rows), columns, indent="  ")
