@@ -156,8 +156,9 @@ function groupSection(item, state) {
   if (!record.known) section.appendChild(el("div", { class: "gt-text" }, "record not found: no image or ground truth"));
   if (record.gt_text) section.appendChild(el("div", { class: "gt-text" }, `ground truth: ${record.gt_text}`));
   const row = el("div", { class: "row" });
-  const best = Math.max(...g.rows.map((i) => D.rows[i].reward));
-  for (const i of g.rows) row.appendChild(completionCard(i, item.matching.has(i), g.rows.length > 1 && D.rows[i].reward === best));
+  const rewards = g.rows.map((i) => D.rows[i].reward);
+  const best = Math.max(...rewards), spread = best > Math.min(...rewards); // frame the best only when it stands out
+  for (const i of g.rows) row.appendChild(completionCard(i, item.matching.has(i), spread && D.rows[i].reward === best));
   section.appendChild(row);
   return section;
 }
