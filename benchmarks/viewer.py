@@ -8,7 +8,8 @@ line gives every group its own image, the worst case). Figures:
 * ``size``: the HTML file (images downscaled once to 320 px and stored once per content hash);
 * ``build``: seconds to write it (Python);
 * ``render``: milliseconds from navigation start to the end of the first render, measured inside the page
-  (``performance.now()``) in a headless Chromium;
+  (``performance.now()``) in a headless Chromium; ``loaded``: the same to the page's ``load`` event (every
+  image of the first page decoded);
 * ``chromium``: wall-clock seconds of the whole ``chromium --headless --dump-dom`` process on the page, and the
   same for an empty page (browser start-up, which is not the page's).
 
@@ -95,7 +96,7 @@ def measure(completions: int, pool: int, repeats: int) -> None:
         build = time.perf_counter() - started
         empty = folder / "empty.html"
         empty.write_text("<!DOCTYPE html><body>empty</body>")
-        renders, walls, blanks = [], [], []
+        renders, loads, walls, blanks = [], [], [], []
         for _ in range(
             repeats
         ):  # alternate the page and an empty page: start-up noise cancels in the medians
@@ -103,13 +104,15 @@ def measure(completions: int, pool: int, repeats: int) -> None:
             match = re.search(r'data-load-ms="(\d+)"', dom)
             assert match and 'data-rendered="1"' in dom, "the page did not render"
             renders.append(int(match.group(1)))
+            loads.append(int(re.search(r'data-loaded-ms="(\d+)"', dom).group(1)))
             walls.append(wall)
             blanks.append(chromium_seconds(empty)[0])
         median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
         size = page.stat().st_size / 1e6
         print(
             f"{completions:>6} completions, {pool:>5} records: size {size:5.1f} MB, build {build:5.1f} s, "
-            f"render {median(renders):5d} ms (max {max(renders)}), chromium {median(walls):4.2f} s "
+            f"render {median(renders):5d} ms (max {max(renders)}), loaded {median(loads):5d} ms (max {max(loads)}), "
+            f"chromium {median(walls):4.2f} s "
             f"(empty page {median(blanks):4.2f} s)",
             flush=True,
         )

@@ -257,3 +257,4 @@ function render() {
 window.addEventListener("hashchange", render);
 render();
 document.body.setAttribute("data-load-ms", performance.now().toFixed(0)); // navigation start to first render
+window.addEventListener("load", () => document.body.setAttribute("data-loaded-ms", performance.now().toFixed(0)));
