@@ -213,7 +213,7 @@ def render_html(data: dict, initial: dict | None = None) -> str:
     """The page: template + style + script + data (``initial``: filters applied when the URL gives none)."""
     static = resources.files("orsta_trl.monitor") / "viewer_static"
     for record in data["records"].values():
-        record.pop("_pil", None)
+        record.pop("_path", None)
     page = (static / "viewer.html").read_text(encoding="utf-8")
     parts = {
         "/*STYLE*/": (static / "viewer.css").read_text(encoding="utf-8"),

@@ -31,7 +31,7 @@ class ImageStore:
     def __init__(self, side: int = THUMB_SIDE):
         self.side = side
         self.data: dict[str, str] = {}
-        self._by_path: dict[str, tuple[str, int, int, Any] | None] = {}
+        self._by_path: dict[str, tuple[str, int, int] | None] = {}
 
     def add_pil(self, image) -> str:
         from PIL import Image
@@ -46,20 +46,25 @@ class ImageStore:
             self.data[raw_hash] = "data:image/webp;base64," + base64.b64encode(buffer.getvalue()).decode()
         return raw_hash
 
-    def add_path(self, path: str | None):
-        """(hash, width, height, PIL image) of the file, or None when it cannot be read."""
+    def add_path(self, path: str | None) -> tuple[str, int, int] | None:
+        """(hash, width, height) of the image file, or None when it cannot be read; each file is read once."""
         if path is None:
             return None
         if path not in self._by_path:
-            from PIL import Image
-
-            try:
-                with Image.open(path) as opened:
-                    image = opened.convert("RGB")
-                self._by_path[path] = (self.add_pil(image), image.width, image.height, image)
-            except Exception:  # missing, moved or corrupt: shown as missing
-                self._by_path[path] = None
+            image = open_image(path)
+            self._by_path[path] = None if image is None else (self.add_pil(image), image.width, image.height)
         return self._by_path[path]
+
+
+def open_image(path: str | None):
+    """The file as an RGB PIL image, or None when it is missing, moved or unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    except Exception:
+        return None
 
 
 def _gt_boxes(ground_truth: Any) -> list | None:
@@ -86,8 +91,9 @@ def _pred_boxes(text: str, frame: str, size, settings: dict) -> tuple[list, int,
     return boxes, parsed.n_invalid, None
 
 
-def _tool_calls(text: str, tools: dict | None, image, store: ImageStore, settings: dict) -> list[dict]:
-    """The calls of a tool transcript, each with its result, outcome and (crop / zoom) returned image."""
+def _tool_calls(text: str, tools: dict | None, path, store: ImageStore, settings: dict) -> list[dict]:
+    """The calls of a tool transcript, each with its result, outcome and (crop / zoom) returned image, recomputed
+    from the record's first image (``path``)."""
     from orsta_trl.tools.crop import ImageTools
 
     calls: list[dict] = []
@@ -105,6 +111,7 @@ def _tool_calls(text: str, tools: dict | None, image, store: ImageStore, setting
             )
         elif calls and calls[-1]["result"] is None:
             calls[-1]["result"] = match.group(2)
+    image = open_image(path) if any(c["name"] in ("crop", "zoom") for c in calls) and path else None
     for call in calls:
         if call["name"] in ("crop", "zoom") and image is not None and isinstance(call["args"], dict):
             env = ImageTools(settings["min_pixels"], settings["max_pixels"])
@@ -143,7 +150,9 @@ def record_view(row: dict, desc: dict | None, store: ImageStore) -> dict:
         "images": images,
         "gt_boxes": boxes,
         "gt_text": None if boxes is not None or gt is None else json.dumps(gt, ensure_ascii=False)[:2000],
-        "_pil": store.add_path(desc["images"][0])[3] if images and "hash" in images[0] else None,
+        "_path": desc["images"][0]
+        if images and "hash" in images[0]
+        else None,  # for tool crops; not in the page
     }
 
 
@@ -172,7 +181,7 @@ def row_view(row: dict, view: dict, prompt: int, store: ImageStore, settings: di
         out["boxes"], out["invalid"], out["box_note"] = _pred_boxes(text, view["frame"], size, settings)
     tools = row.get("tools")
     if tools or "<tool_call>" in text:
-        out["calls"] = _tool_calls(text, tools, view.get("_pil"), store, settings)
+        out["calls"] = _tool_calls(text, tools, view.get("_path"), store, settings)
         out["tool_failed"] = any(c["ok"] is False for c in out["calls"]) or bool(
             (tools or {}).get("hit_limit")
         )
