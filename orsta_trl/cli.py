@@ -216,6 +216,17 @@ def _merge(args) -> int:
     return 0
 
 
+def _steps(value: str) -> str:
+    """``--steps`` checked as argparse parses it: N, A:B, A: or :B."""
+    from orsta_trl.monitor.viewer import parse_steps
+
+    try:
+        parse_steps(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N, A:B, A: or :B (whole steps), got {value!r}") from None
+    return value
+
+
 def _threshold(value: str):
     return value if value == "average" else float(value)
 
@@ -288,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", default=None, help="the HTML file (default RUN_DIR/viewer.html)")
     p.add_argument("--source", nargs="+", default=None, help="only these data sources")
-    p.add_argument("--steps", default=None, help="only these steps: N, A:B, A: or :B")
+    p.add_argument("--steps", type=_steps, default=None, help="only these steps: N, A:B, A: or :B")
     p.add_argument(
         "--data", nargs="+", default=None, help="record files, for dumps written without records.jsonl"
     )

@@ -303,3 +303,19 @@ def test_the_command_and_the_notebook_object(run, tmp_path):
     browse(wrapper, screenshot=shot)
     with Image.open(shot) as image:  # the iframe ran its script: the boxes' green stroke is on the screen
         assert green_pixels(image.convert("RGB")) > 100
+
+
+def test_the_command_names_what_is_missing(tmp_path):
+    def view(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "orsta_trl.cli", "view", *args], capture_output=True, text=True
+        )
+
+    empty = view(str(tmp_path))
+    assert (
+        empty.returncode == 1
+        and "no completion dumps under" in empty.stderr
+        and "dump_completions" in empty.stderr
+    )
+    bad = view(str(tmp_path), "--steps", "x:y")
+    assert bad.returncode == 2 and "expected N, A:B, A: or :B" in bad.stderr
