@@ -13,7 +13,7 @@ export TOKENIZERS_PARALLELISM := false
 setup: .venv/.synced
 .venv/.synced: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen --compile-bytecode
+	$(UV) sync --frozen --compile-bytecode --extra deepspeed
 	@touch $@
 
 # The viewer's browser tests need a headless Chromium: Debian's `chromium`, installed where missing (as root, or
@@ -68,6 +68,7 @@ bench: setup
 	$(PY) benchmarks/rewards.py
 	$(PY) benchmarks/monitor_overhead.py
 	$(PY) benchmarks/param_counts.py
+	$(PY) benchmarks/memory_plan_vs_deepspeed.py
 	$(PY) benchmarks/fuzz.py
 	$(PY) benchmarks/scaling.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/trainer_overhead.py

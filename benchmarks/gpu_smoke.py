@@ -1,7 +1,17 @@
-"""GPU smoke test and baselines: Qwen2.5-VL with the 7B configuration, random weights, a few GRPO steps per mode.
+"""GPU smoke test and baselines: Qwen2.5-VL with the 3B (or 7B) configuration, random weights, a few GRPO steps
+per mode.
 
     .venv/bin/python benchmarks/gpu_smoke.py              # on one GPU: writes docs/baselines.md (aim: < 8 min)
+    .venv/bin/python benchmarks/gpu_smoke.py --model 7b   # the 7B shape (more memory and time)
     .venv/bin/python benchmarks/gpu_smoke.py --dry-run    # anywhere: meta device, every mode's configuration
+    .venv/bin/python benchmarks/gpu_smoke.py --carry      # the wheels the lent GPU machine lacks, and their size
+
+The lent GPU machine (one H100 or H200, no network) has torch 2.11, transformers 5.17, accelerate, peft and
+pandas but no trl, deepspeed or vllm, and takes at most 64 MiB of wheels per call. ``--carry`` lists what this
+path imports that the machine lacks (:data:`CARRY`, versions and sizes from ``uv.lock``) and prints the commands
+that fetch the wheels and run the check there; ``tests/test_gpu_smoke.py`` checks the total and that every
+package imported on this path is carried or on the machine (:data:`ON_MACHINE`). vLLM cannot travel (its wheel
+is hundreds of MiB), so ``vllm_colocate`` runs only where vLLM is installed.
 
 No download: the model is Qwen2.5-VL-7B's published configuration (``orsta_trl.models.known_configs``) with the
 tiny processor's tokenizer (its special-token ids written into the config), initialised at random directly on
@@ -11,7 +21,8 @@ synthetic V-Triune mix (``orsta_trl.data.synth``). Modes, each ``--steps`` GRPO 
 1. ``hf_lora``: HF generation, LoRA (r 16 on the attention and MLP projections);
 2. ``full_frozen_vision``: full fine-tuning of the language model, vision tower and merger frozen;
 3. ``vllm_colocate``: colocated vLLM (LoRA), when ``import vllm`` works;
-4. ``zero2``: DeepSpeed ZeRO-2 on one GPU (full fine-tuning), when ``import deepspeed`` works.
+4. ``zero2``: DeepSpeed ZeRO-2 on one GPU (full fine-tuning), when ``import deepspeed`` works;
+5. ``zero3``: DeepSpeed ZeRO-3 on one GPU (full fine-tuning, parameters partitioned and gathered per module).
 
 Each mode runs our OrstaGRPOTrainer and TRL's plain GRPOTrainer (the same verifiers as a plain reward function)
 on the same model folder, rows and config. Per trainer: step time split into generation, rewards and the rest
@@ -38,7 +49,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+MODELS = {"3b": "Qwen/Qwen2.5-VL-3B-Instruct", "7b": "Qwen/Qwen2.5-VL-7B-Instruct"}
+MODEL = MODELS["7b"]  # the dry run's shape; ``--model`` picks the GPU run's
 LORA = {"use_peft": True, "lora_r": 16, "lora_alpha": 32}
 LORA["lora_target_modules"] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ZERO2 = {
@@ -60,7 +72,123 @@ MODES = {
     },
     "zero2": {"use_vllm": False, "deepspeed": ZERO2},
 }
-NEEDS = {"vllm_colocate": "vllm", "zero2": "deepspeed"}
+ZERO3 = {**ZERO2, "zero_optimization": {"stage": 3, "overlap_comm": False, "contiguous_gradients": True}}
+MODES["zero3"] = {"use_vllm": False, "deepspeed": ZERO3}
+NEEDS = {"vllm_colocate": "vllm", "zero2": "deepspeed", "zero3": "deepspeed"}
+
+#: Distributions this path imports that the lent GPU machine lacks (normalised names; versions from uv.lock).
+CARRY = [
+    "trl",
+    "deepspeed",
+    "hjson",
+    "datasets",
+    "dill",
+    "multiprocess",
+    "math-verify",
+    "latex2sympy2-extended",
+    "antlr4-python3-runtime",
+    "rapidfuzz",
+    "jsonschema",
+    "jsonschema-specifications",
+    "referencing",
+    "rpds-py",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-inspection",
+]
+#: Python packages of the lent machines' image ("cuda"), as /work/.library/device/KINDS.md listed them on
+#: 2026-11-17 (torch 2.11, transformers 5.17, accelerate 1.15, peft, pandas; no trl, deepspeed or vllm).
+ON_MACHINE = set(
+    """absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build certifi
+    charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
+    cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock
+    flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx
+    huggingface-hub humanize hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt jax-cuda13-plugin
+    jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader lightning lightning-utilities linear-operator lineax
+    llvmlite lxml markdown markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack
+    multidict multipledispatch mypy-extensions nanobind narwhals networkx ninja numba numba-cuda numpy numpyro
+    nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft
+    nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-ml-py
+    nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime onnxscript
+    opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint packaging pandas pathspec
+    patsy peft pillow pip pluggy portalocker prometheus-client propcache protobuf psutil pyarrow pybind11
+    py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock
+    pytest-timeout pytest-xdist python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu
+    safetensors scikit-build-core scikit-image scikit-learn scipy seaborn sentencepiece sentence-transformers
+    setuptools shellingham simplejson six sortedcontainers statsmodels sympy tabulate tensorboard
+    tensorboard-data-server tensorstore threadpoolctl tifffile tiktoken timm tokenizers toolz torch torchaudio
+    torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope triton typer
+    typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl
+    zipp""".split()
+)
+CARRY_LIMIT_MIB = 64
+MIB = 1024**2
+
+
+def normalise(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def carry_wheels(lock: Path = REPO / "uv.lock") -> list[dict]:
+    """One row per :data:`CARRY` package: its locked version and the file that travels (the CPython 3.12
+    manylinux x86-64 wheel, else the pure-Python wheel; deepspeed publishes only a source archive, built here
+    into a wheel of about its size), with the size uv.lock records."""
+    import tomllib
+
+    packages = {normalise(p["name"]): p for p in tomllib.loads(lock.read_text())["package"]}
+    rows = []
+    for name in CARRY:
+        package = packages[name]
+        wheels = package.get("wheels", [])
+
+        def pick(*parts, wheels=wheels):
+            return next((w for w in wheels if all(p in w["url"] for p in parts)), None)
+
+        chosen = (
+            pick("cp312-cp312-manylinux", "x86_64")
+            or pick("-py312-none-any")
+            or pick("-py3-none-any")
+            or pick("py2.py3-none-any")
+        )
+        built = chosen is None
+        chosen = chosen or package["sdist"]
+        rows.append(
+            {
+                "name": name,
+                "version": package["version"],
+                "file": chosen["url"].rsplit("/", 1)[-1],
+                "bytes": chosen["size"],
+                "built_here": built,
+            }
+        )
+    return rows
+
+
+def carry_text() -> str:
+    rows = carry_wheels()
+    total = sum(r["bytes"] for r in rows)
+    lines = [
+        f"{r['file']:<80} {r['bytes'] / MIB:6.2f} MiB{'  (pip wheel, from the sdist)' if r['built_here'] else ''}"
+        for r in rows
+    ]
+    lines.append(f"total {total / MIB:.2f} MiB of {CARRY_LIMIT_MIB} MiB ({len(rows)} packages)")
+    download = " ".join(f"{r['name']}=={r['version']}" for r in rows if not r["built_here"])
+    built = " ".join(f"{r['name']}=={r['version']}" for r in rows if r["built_here"])
+    lines += [
+        "",
+        "fetch (here, in the repository root; .whl/ ignored through .git/info/exclude):",
+        "  python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp "
+        "--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 "
+        f"--platform manylinux2014_x86_64 -d .whl {download}",
+        f"  python3 -m pip wheel --no-deps -w .whl {built}",
+        "run there (carry .whl):",
+        "  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && "
+        "PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_smoke.py --model 3b",
+    ]
+    return "\n".join(lines)
 
 
 def importable(name: str) -> bool:
@@ -95,18 +223,22 @@ def common(model_dir: str, data: str, out: str, steps: int) -> dict:
     }
 
 
-def seven_b_config(tiny_dir: Path):
-    """Qwen2.5-VL-7B's configuration with the tiny tokenizer's special-token ids."""
+def seven_b_config(tiny_dir: Path, name: str = MODEL):
+    """A shipped Qwen2.5-VL configuration (7B unless ``name`` says) with the tiny tokenizer's special-token ids."""
     from transformers import AutoConfig
 
     from orsta_trl.models.known_configs import known_config
 
-    config, tiny = known_config(MODEL), AutoConfig.from_pretrained(tiny_dir)
+    config, tiny = known_config(name), AutoConfig.from_pretrained(tiny_dir)
     for key in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
         setattr(config, key, getattr(tiny, key))
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(config.text_config, key, getattr(tiny.text_config, key))
     return config
+
+
+def zero_name(keys: dict) -> str:
+    return f"ZeRO-{keys['deepspeed']['zero_optimization']['stage']}"
 
 
 def dry_run(tmp: Path) -> list[str]:
@@ -128,9 +260,10 @@ def dry_run(tmp: Path) -> list[str]:
     assert config.vision_config.out_hidden_size == config.text_config.hidden_size
     lines = []
     for mode, keys in MODES.items():
-        if "deepspeed" in keys and not importable("deepspeed"):  # TrainingArguments requires the package
-            keys = {k: v for k, v in keys.items() if k != "deepspeed"}
-        recipe = load_recipe(None, {**common(str(tiny), str(data), str(tmp / mode), 2), **keys}, check=True)
+        # TrainingArguments with a DeepSpeed block starts torch.distributed (a world of one): not in a dry run,
+        # which may share its process; the block is checked below on its own
+        plain = {k: v for k, v in keys.items() if k != "deepspeed"}
+        recipe = load_recipe(None, {**common(str(tiny), str(data), str(tmp / mode), 2), **plain}, check=True)
         with torch.device("meta"):
             model = AutoModelForImageTextToText.from_config(config)
         total = sum(p.numel() for p in model.parameters())
@@ -145,17 +278,17 @@ def dry_run(tmp: Path) -> list[str]:
         counts = parameter_counts(model)
         assert counts["vision_trainable"] == 0 and 0 < counts["trainable"] < total, (mode, counts)
         need = NEEDS.get(mode)
-        if mode == "zero2" and importable("deepspeed"):
+        if mode in ("zero2", "zero3") and importable("deepspeed"):
             from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
-            HfTrainerDeepSpeedConfig(recipe.grpo.deepspeed)
+            HfTrainerDeepSpeedConfig(keys["deepspeed"])
         ready = (
             "runnable here" if need is None or importable(need) else f"skipped here ({need} not installed)"
         )
         lines.append(
             f"{mode:<20} ok: {total / 1e9:.3f} B parameters, {counts['trainable'] / 1e9:.3f} B trainable; "
             f"use_vllm={recipe.grpo.use_vllm}, peft={peft is not None}, "
-            f"deepspeed={'ZeRO-2' if recipe.grpo.deepspeed else 'no'}; {ready}"
+            f"deepspeed={zero_name(keys) if 'deepspeed' in keys else 'no'}; {ready}"
         )
     sizes = model_sizes(MODEL)
     lines.append(
@@ -253,7 +386,7 @@ def run_mode(mode: str, model_dir: Path, data: Path, tmp: Path, steps: int) -> d
     return result
 
 
-def write_baselines(results: dict, command: str, seconds: float, device: str) -> Path:
+def write_baselines(results: dict, command: str, seconds: float, device: str, name: str = MODEL) -> Path:
     out = REPO / "docs/baselines.md"
     rows = []
     for mode, r in results.items():
@@ -270,7 +403,7 @@ def write_baselines(results: dict, command: str, seconds: float, device: str) ->
         "# GPU baselines\n\nMeasured by `benchmarks/gpu_smoke.py` on "
         + device
         + f" in {seconds / 60:.1f} min:\n\n"
-        f"    {command}\n\nQwen2.5-VL with the 7B configuration and random weights (bf16), batch 8 = 2 prompts x 4 "
+        f"    {command}\n\n{name}'s configuration with random weights (bf16), batch 8 = 2 prompts x 4 "
         "generations, 128 completion tokens, synthetic V-Triune mix; medians over the steps after a warm-up step; "
         "seconds per step.\n\n| mode | trainer | step | generation | rewards | rest (train) | tokens/s | peak GiB |\n"
         "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
@@ -290,7 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=3, help="timed steps per trainer (after one warm-up step)"
     )
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--model", choices=list(MODELS), default="3b", help="the shape of the GPU run")
+    parser.add_argument("--carry", action="store_true", help="list the wheels the lent GPU machine needs")
     args = parser.parse_args(argv)
+    if args.carry:
+        print(carry_text())
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.dry_run:
@@ -311,9 +449,22 @@ def gpu_run(args, tmp: Path) -> int:
         print("no GPU here: run with --dry-run, or on a machine with one", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    tiny, data, model_dir = make_tiny_vl(tmp / "tiny"), synth(tmp / "data", n=8), tmp / "qwen2.5-vl-7b-random"
+    # DeepSpeed in one process, without a launcher: a world of one
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": "29517",
+        "RANK": "0",
+        "LOCAL_RANK": "0",
+    }.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("WORLD_SIZE", "1")
+    name = MODELS[args.model]
+    tiny, data = make_tiny_vl(tmp / "tiny"), synth(tmp / "data", n=8)
+    model_dir = tmp / f"qwen2.5-vl-{args.model}-random"
     with torch.device("cuda"):
-        model = Qwen2_5_VLForConditionalGeneration._from_config(seven_b_config(tiny), dtype=torch.bfloat16)
+        model = Qwen2_5_VLForConditionalGeneration._from_config(
+            seven_b_config(tiny, name), dtype=torch.bfloat16
+        )
     model.save_pretrained(model_dir)
     del model
     for item in tiny.iterdir():  # tokenizer, chat template, processor and generation configs
@@ -334,7 +485,7 @@ def gpu_run(args, tmp: Path) -> int:
         print(mode, results[mode], flush=True)
     command = "python benchmarks/gpu_smoke.py " + " ".join(sys.argv[1:])
     out = write_baselines(
-        results, command.strip(), time.perf_counter() - started, torch.cuda.get_device_name(0)
+        results, command.strip(), time.perf_counter() - started, torch.cuda.get_device_name(0), name
     )
     print(f"wrote {out}")
     return 0

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from orsta_trl.tools import sandbox  # noqa: E402
-from orsta_trl.tools.calculator import calculator  # noqa: E402
+from orsta_trl.tools.arithmetic import calculator  # noqa: E402
 from orsta_trl.tools.registry import build_tools  # noqa: E402
 
 

@@ -1,7 +1,9 @@
 """Training from Python: build the trainer from a recipe, train it, and get the per-source metrics back.
 
-Each phase is one step of the walk of a record: recipe → records → model and processor → rows → rewards →
-trainer → train → save and summarise. ``orsta_trl/train.py`` (the entry point of ``accelerate launch``) and
+Each phase of :func:`build_trainer` is a named function, one step of the walk of a record: recipe → records
+(validated, pooled, verifiers checked ready) → processor → tools → rows (too-long prompts dropped, tool schemas
+counted; the sampling plan) → model → rewards and trainer; then train → save and summarise. Everything that can
+be wrong with the data is found before the model loads, the last heavy step. ``orsta_trl/train.py`` (the entry point of ``accelerate launch``) and
 ``orsta-trl train`` call :func:`train`; notebooks call it directly::
 
     import orsta_trl
@@ -60,41 +62,108 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     Raises:
         RecipeError, DataError, NotReady: before the model loads.
     """
-    from orsta_trl.data.prompt_pool import pooled
-    from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
-    from orsta_trl.evaluation import per_source_subset
-    from orsta_trl.models.loading import is_vision_model, load_model, load_processor, model_view
-    from orsta_trl.models.lora import check_quantization, lora_config, quantization_kwargs
-    from orsta_trl.rewards.router import RewardRouter, check_ready
-    from orsta_trl.trainer import OrstaGRPOTrainer
-
     recipe = _recipe(recipe, overrides)
-    grpo, model_args, orsta = recipe.grpo, recipe.model, recipe.orsta
     check_paths(recipe)
-    check_quantization(model_args, f"{recipe.path}: " if recipe.path else "")
-    name = model_args.model_name_or_path
+    from orsta_trl.models.lora import check_quantization
 
-    # ---- records: validated before anything heavy is loaded
-    records, skipped = _load_records(orsta.train_files, orsta.skip_invalid, "training")
+    check_quantization(recipe.model, f"{recipe.path}: " if recipe.path else "")
+    records = _records_phase(recipe.orsta)
+    processor, vision = recipe_processor(recipe)  # the processor phase
+    toolset = _toolset(recipe.orsta, processor)  # MCP servers start here
+    try:
+        rows = _rows_phase(records, processor, recipe.orsta, toolset)
+        model = _model_phase(recipe, processor, vision)
+        return _trainer_phase(recipe, records, rows, processor, model, vision, toolset)
+    except BaseException:  # nothing started here outlives a failed build: tool servers, reward workers
+        if toolset is not None:
+            toolset.close()
+        raise
+
+
+@dataclass
+class _Records:
+    """The records phase: training and evaluation records (prompt pool applied), the skipped ones, and the
+    verifiers they use (checked ready once, here)."""
+
+    train: list
+    eval: list
+    skipped: list
+    verifiers: list
+
+
+@dataclass
+class _Rows:
+    """The rows phase: the records that fit, the dropped counts, TRL's dataset, and the sampling plan."""
+
+    kept: list
+    dropped: dict
+    dataset: Any
+    sampling: Any
+
+
+def _records_phase(orsta) -> _Records:
+    """Records validated, pooled and their verifiers checked ready, before anything heavy is loaded."""
+    from orsta_trl.data.load import load_pooled
+    from orsta_trl.rewards.router import check_ready
+
+    records, skipped = load_pooled(orsta.train_files, orsta, skip_invalid=orsta.skip_invalid, what="training")
     if not records:
         raise DataError(
             f"{', '.join(map(str, orsta.train_files))}: no records to train on (the files are empty)"
         )
     say(f"loaded {len(records)} records from {len(orsta.train_files)} file(s)")
-    eval_records, skipped_eval = _load_records(orsta.eval_datasets, orsta.skip_invalid, "evaluation")
-    eval_records = per_source_subset(eval_records, orsta.eval_max_samples)
-    records, eval_records = pooled(records, orsta), pooled(eval_records, orsta)  # prompt pool (issue 10)
+    eval_records, skipped_eval = load_pooled(
+        orsta.eval_datasets, orsta, skip_invalid=orsta.skip_invalid, what="evaluation",
+        limit_per_source=orsta.eval_max_samples,
+    )  # fmt: skip
     if eval_records:
         say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
-    check_ready([*records, *eval_records], orsta.reward_settings())
-    _sampling_plan(records, orsta)  # curriculum without pass_rate: fails before the model
+    verifiers = check_ready([*records, *eval_records], orsta.reward_settings())
+    return _Records(records, eval_records, skipped + skipped_eval, verifiers)
 
-    # ---- processor and model
+
+def recipe_processor(recipe: Recipe):
+    """(processor, whether the model sees images) that training with this recipe uses: its pixel bounds."""
+    from orsta_trl.models.loading import is_vision_model, load_processor
+
+    name, orsta = recipe.model.model_name_or_path, recipe.orsta
     try:
         vision = is_vision_model(name)
     except OSError as exc:
-        raise RecipeError(f"model_name_or_path {name!r}: cannot read its config ({exc})") from None
+        where = f"{recipe.path}: " if recipe.path else ""
+        raise RecipeError(f"{where}model_name_or_path {name!r}: cannot read its config ({exc})") from None
     processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
+    return processor, vision
+
+
+def _rows_phase(records: _Records, processor, orsta, toolset) -> _Rows:
+    """Drop prompts that do not fit (tool schemas counted), build TRL's dataset and the sampling plan, once."""
+    from orsta_trl.data.rows import filter_long_prompts, to_trl_dataset
+
+    tools = None if toolset is None else toolset.schema_tools()
+    kept, dropped = filter_long_prompts(records.train, processor, orsta.max_prompt_length, tools=tools)
+    if dropped:
+        say(
+            f"dropped {sum(dropped.values())} prompt(s) longer than max_prompt_length={orsta.max_prompt_length}: "
+            + ", ".join(f"{s}={n}" for s, n in sorted(dropped.items()))
+        )
+    if not kept:
+        raise DataError(
+            f"no record is left to train on: all {len(records.train)} prompts are longer than "
+            f"max_prompt_length={orsta.max_prompt_length} (raise it, or lower max_pixels)"
+        )
+    vision = getattr(processor, "tokenizer", processor) is not processor
+    return _Rows(kept, dict(dropped), to_trl_dataset(kept, vision=vision), _sampling_plan(kept, orsta))
+
+
+def _model_phase(recipe: Recipe, processor, vision: bool):
+    """The policy; with colocated vLLM on a vision model, loaded from a view whose processor config has the
+    recipe's pixel bounds (vLLM re-reads it)."""
+    from orsta_trl.models.loading import load_model, model_view
+    from orsta_trl.models.lora import quantization_kwargs
+
+    grpo, model_args = recipe.grpo, recipe.model
+    name = model_args.model_name_or_path
     if vision and grpo.use_vllm and grpo.vllm_mode == "colocate":
         from accelerate import PartialState
 
@@ -104,7 +173,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
                 model_view(name, processor, view, model_args.model_revision)
         name = str(view)
         say(f"colocated vLLM reads the processor config from {name}")
-    model = load_model(
+    return load_model(
         name,
         vision=vision,
         dtype=model_args.dtype,
@@ -113,52 +182,42 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
         **quantization_kwargs(model_args),
     )
 
-    # ---- rows: drop prompts that do not fit
-    kept, dropped = filter_long_prompts(records, processor, orsta.max_prompt_length)
-    if dropped:
-        say(
-            f"dropped {sum(dropped.values())} prompt(s) longer than max_prompt_length={orsta.max_prompt_length}: "
-            + ", ".join(f"{s}={n}" for s, n in sorted(dropped.items()))
-        )
-    if not kept:
-        raise DataError(
-            f"no record is left to train on: all {len(records)} prompts are longer than "
-            f"max_prompt_length={orsta.max_prompt_length} (raise it, or lower max_pixels)"
-        )
-    dataset = to_trl_dataset(kept, vision=vision)
-    sampling = _sampling_plan(kept, orsta)  # mixture weights and curriculum (issue 10)
 
-    # ---- tools (issue 11): our tool-capable chat template; built-in, user and MCP tools (servers start here)
-    toolset = _toolset(orsta, processor, vision)
+def _trainer_phase(recipe: Recipe, records: _Records, rows: _Rows, processor, model, vision: bool, toolset):
+    """The router over the rows' records, the evaluator over the held-out ones, and the trainer."""
+    from orsta_trl.evaluation import Scorer
+    from orsta_trl.models.lora import lora_config
+    from orsta_trl.rewards.router import RewardRouter
+    from orsta_trl.trainer import OrstaGRPOTrainer
 
-    # ---- rewards and trainer
-    router = RewardRouter(kept, orsta.reward_settings())
+    grpo, orsta = recipe.grpo, recipe.orsta
+    router = RewardRouter(rows.kept, orsta.reward_settings())
+    evaluator = Scorer(router, toolset, grpo.max_tool_calling_iterations) if records.eval else None
     try:
         trainer = OrstaGRPOTrainer(
             model=model,
             args=grpo,
-            train_dataset=dataset,
+            train_dataset=rows.dataset,
             processing_class=processor,
             peft_config=lora_config(
-                model_args,
+                recipe.model,
                 vision=vision,
                 freeze_vision=orsta.freeze_vision,
                 freeze_merger=orsta.freeze_merger,
             ),
             router=router,
             orsta=orsta,
-            eval_records=eval_records,
-            sampling=sampling,
+            eval_records=records.eval,
+            evaluator=evaluator,
+            sampling=rows.sampling,
             toolset=toolset,
         )
-        pool = router.start(also=eval_records)
-    except BaseException:  # nothing started here outlives a failed build: tool servers, reward workers
-        if toolset is not None:
-            toolset.close()
+        pool = router.start(ready=records.verifiers)
+    except BaseException:
         router.close()
         raise
-    trainer.dropped = dict(dropped)
-    trainer.skipped = skipped + skipped_eval
+    trainer.dropped = rows.dropped
+    trainer.skipped = records.skipped
     if pool is not None:
         say(pool.describe())
     state = trainer.accelerator.state
@@ -180,28 +239,17 @@ def _sampling_plan(records, orsta):
     return sampling_plan(records, origins, weights, orsta.curriculum)
 
 
-def _toolset(orsta, processor, vision: bool):
-    """The run's tools (None without any); the processor gets the tool-capable template. MCP servers start."""
-    if not (orsta.tools or orsta.tool_modules or orsta.mcp_servers):
-        return None
-    from orsta_trl.tools.chat import use_tool_template
-    from orsta_trl.tools.registry import build_tools
+def _toolset(orsta, processor):
+    """The tools phase: the run's tools (None without any); the processor gets the tool-capable template. MCP
+    servers start."""
+    from orsta_trl.tools.registry import recipe_tools
 
-    use_tool_template(processor, vision)
     try:
-        toolset = build_tools(
-            orsta.tools,
-            orsta.tool_modules,
-            orsta.mcp_servers,
-            timeout_s=orsta.tool_timeout_s,
-            memory_mb=orsta.tool_memory_mb,
-            vision=vision,
-            min_pixels=orsta.min_pixels,
-            max_pixels=orsta.max_pixels,
-        )
+        toolset = recipe_tools(orsta, processor)
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
-    say(f"tools: {', '.join(toolset.names)}")
+    if toolset is not None:
+        say(f"tools: {', '.join(toolset.names)}")
     return toolset
 
 
@@ -219,22 +267,29 @@ def check_paths(recipe: Recipe) -> None:
         raise RecipeError(f"{where}model_name_or_path is missing: name a model folder or a hub model")
     if not orsta.train_files:
         raise RecipeError(f"{where}train_files is missing: list the dataset files to train on")
-    model = Path(name).expanduser()
-    if model.exists() and not (model / "config.json").is_file():
-        raise RecipeError(f"{where}model_name_or_path: {name} has no config.json (is it a model folder?)")
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
-    if not model.exists() and looks_local:
-        raise RecipeError(
-            f"{where}model_name_or_path: no such folder {name} (relative paths start at {Path.cwd()}), "
-            "and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
-        )
+    from orsta_trl.recipe.checks import path_problems
+
+    problems = path_problems(recipe, files=False)  # the model folder and the output folder's place
+    if problems:
+        raise RecipeError(where + problems[0])
     out = Path(grpo.output_dir)
     existing = next(p for p in (out, *out.parents) if p.exists())
-    if not existing.is_dir():
-        raise RecipeError(f"{where}output_dir: {existing} is a file, so {out} cannot be created")
     if not os.access(existing, os.W_OK):
         raise RecipeError(f"{where}output_dir: {existing} is not writable")
-    from orsta_trl.models.checkpoint import COMPLETE_MARKER, is_complete, last_complete_checkpoint
+    from orsta_trl.models.checkpoint import (
+        COMPLETE_MARKER,
+        is_complete,
+        last_complete_checkpoint,
+        previous_run_files,
+    )
+
+    previous = previous_run_files(out)
+    if previous and not grpo.resume_from_checkpoint and not orsta.overwrite_output_dir:
+        raise RecipeError(
+            f"{where}output_dir: {out} holds another run ({', '.join(previous)}); training there would mix the "
+            "two runs' checkpoints and logs. Choose a new output_dir, or set resume_from_checkpoint: true to "
+            "continue that run, or overwrite_output_dir: true to train there anyway"
+        )
 
     if grpo.resume_from_checkpoint is True:
         last = last_complete_checkpoint(out) if out.is_dir() else None
@@ -326,23 +381,6 @@ def metrics_frame(history: list[dict]):
         row[entry["metric"]] = entry["value"]
     frame = pd.DataFrame(list(rows.values()), columns=None if rows else ["split", "step", "data_source"])
     return frame.sort_values(["split", "step", "data_source"], ignore_index=True)
-
-
-def _load_records(files: list, skip: bool, what: str) -> tuple[list, list]:
-    """The records of ``files``; with ``skip_invalid`` the valid ones, the invalid ones reported and returned."""
-    from orsta_trl.data.records import load_records, skipped_report, split_records
-
-    if not skip:
-        return load_records(files), []
-    records, errors = split_records(files)
-    if errors:
-        say(
-            f"skip_invalid: skipped {len(errors)} invalid {what} record(s), kept {len(records)}:\n"
-            + skipped_report(errors)
-        )
-        for error in errors[:10]:
-            say(f"  {error}")
-    return records, errors
 
 
 def _recipe(recipe, overrides: dict) -> Recipe:

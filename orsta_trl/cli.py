@@ -3,7 +3,7 @@
 orsta-trl train RECIPE [--key value ...]     train with GRPO (same as orsta_trl/train.py)
 orsta-trl make-tiny DIR [--text]             build a tiny random-weight Qwen2.5-VL (or Qwen2 text LM)
 orsta-trl synth OUT --n N --seed S [--tasks detection ocr ...]
-orsta-trl check-data PATH [PATH ...]         per-source summary, or every invalid record
+orsta-trl check-data PATH [PATH ...] [--skip-invalid] [--recipe R]   per-source summary, or every invalid record
 orsta-trl check-recipe RECIPE [...]          validate recipes without loading weights
 orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter, defaultdict
 
-from orsta_trl.console import source_table
 from orsta_trl.errors import RecipeError, exit_on_error
+from orsta_trl.verifiers.registry import short_answer_verifiers
 
 
 def _make_tiny(args) -> None:
@@ -44,38 +43,45 @@ def _synth(args) -> None:
 
 
 def _check_data(args) -> int:
-    from orsta_trl.data.records import load_records
+    from orsta_trl.data.load import records_table
+    from orsta_trl.data.records import load_records, skipped_report, split_records
+    from orsta_trl.recipe import orsta_config_from
 
-    records = load_records(args.paths)
+    # the recipe's own verifiers (verifier_modules, reward_funcs) join the registry before any record is read
+    orsta_config_from(args.recipe)
+
+    if args.skip_invalid:  # as `skip_invalid: true` trains: the valid records, the invalid ones reported
+        records, errors = split_records(args.paths)
+        if errors:
+            print(f"skipped {len(errors)} invalid record(s):\n{skipped_report(errors)}", file=sys.stderr)
+            for error in errors[:10]:
+                print(f"  {error}", file=sys.stderr)
+    else:
+        records = load_records(args.paths)
     if not records:
         print(f"error: no records in {', '.join(args.paths)}", file=sys.stderr)
         return 1
-    by_source = defaultdict(list)
-    for record in records:
-        by_source[record.data_source].append(record)
-    table = {
-        source: {
-            "records": len(group),
-            "images": sum(len(r.images) for r in group),
-            "verifiers": ", ".join(
-                f"{k}={v}" for k, v in sorted(Counter(r.reward.verifier.name for r in group).items())
-            ),
-        }
-        for source, group in by_source.items()
-    }
-    columns = [("records", "records", "8d"), ("images", "images", "7d"), ("verifiers", "verifiers", "s")]
-    print(source_table(table, columns))
-    print(f"{len(records)} valid record(s) in {len(by_source)} source(s)")
+    print(records_table(records))
+    print(f"{len(records)} valid record(s) in {len({r.data_source for r in records})} source(s)")
     return 0
 
 
 def _check_recipe(args) -> int:
     from orsta_trl.recipe import load_recipe
+    from orsta_trl.recipe.checks import path_problems
 
     failed = 0
     for path in args.recipes:
         try:
             recipe = load_recipe(path, check=True)
+            problems = [] if args.skip_paths else path_problems(recipe)  # hub names are left to the hub
+            if problems:
+                raise RecipeError(
+                    f"{path}: {problems[0]}"
+                    if len(problems) == 1
+                    else f"{path}: {len(problems)} problems:\n"
+                    + "\n".join(f"  {path}: {p}" for p in problems)
+                )
         except RecipeError as exc:
             print(f"FAIL {exc}", file=sys.stderr)
             failed += 1
@@ -155,20 +161,19 @@ def _convert(args) -> int:
 
 
 def _recipe_processor(recipe_path: str, max_prompt_length: int | None = None):
-    """(processor, max_prompt_length) that training with this recipe would use."""
-    from orsta_trl.models.loading import is_vision_model, load_processor
+    """(processor, max_prompt_length, tools) that training with this recipe would use (tools: for their schemas;
+    MCP servers are listed, then stopped)."""
+    from orsta_trl.api import recipe_processor
+    from orsta_trl.evaluation.offline import offline_tools
     from orsta_trl.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, check=True)
-    orsta, name = recipe.orsta, recipe.model.model_name_or_path
-    try:
-        vision = is_vision_model(name)
-    except OSError as exc:
-        raise RecipeError(
-            f"{recipe_path}: model_name_or_path {name!r}: cannot read its config ({exc})"
-        ) from None
-    processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
-    return processor, max_prompt_length or orsta.max_prompt_length
+    processor, _ = recipe_processor(recipe)
+    toolset = offline_tools(recipe.orsta, processor)
+    tools = None if toolset is None else toolset.schema_tools()
+    if toolset is not None:
+        toolset.close()
+    return processor, max_prompt_length or recipe.orsta.max_prompt_length, tools
 
 
 def _filter(args) -> int:
@@ -176,13 +181,13 @@ def _filter(args) -> int:
         from orsta_trl.data.filters import filter_rules_file, load_rules_config
 
         config = load_rules_config(args.config)
-        processor = None
+        processor = tools = None
         if args.recipe:
-            processor, length = _recipe_processor(
+            processor, length, tools = _recipe_processor(
                 args.recipe, config["max_prompt_length"]["max_prompt_length"]
             )
             config["max_prompt_length"]["max_prompt_length"] = length
-        report = filter_rules_file(args.src, args.out, config, processing_class=processor)
+        report = filter_rules_file(args.src, args.out, config, processing_class=processor, tools=tools)
         for line in report.lines():
             print(line)
         print(f"wrote {report.kept} record(s) to {args.out}")
@@ -260,10 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-data", help="validate dataset files and summarise them per source")
     p.add_argument("paths", nargs="+")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="summarise the valid records and report the invalid ones (as `skip_invalid: true` trains)",
+    )
+    p.add_argument(
+        "--recipe", default=None, help="a recipe whose verifier_modules and reward_funcs records name"
+    )
     p.set_defaults(func=_check_data)
 
     p = sub.add_parser("check-recipe", help="validate recipes without loading weights")
     p.add_argument("recipes", nargs="+")
+    p.add_argument(
+        "--skip-paths",
+        action="store_true",
+        help="check keys and values only, not that local model, data and output paths exist (data not prepared)",
+    )
     p.set_defaults(func=_check_recipe)
 
     p = sub.add_parser("score", help="score completions against records with the verifiers")
@@ -329,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         if kind in ("coco", "refcoco", "qa"):
             k.add_argument("--data-source", default=None)
         if kind == "qa":
-            k.add_argument("--verifier", choices=("math", "count", "ocr"), default="math")
+            k.add_argument("--verifier", choices=short_answer_verifiers(), default="math")
             k.add_argument("--question-key", default="question")
             k.add_argument("--answer-key", default="answer")
             k.add_argument("--image-key", default="image")
@@ -386,7 +404,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.set_defaults(func=_merge)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's ``--help`` line ends with its default, unless it is None/False or the help says it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
+        elif action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            if "default" not in (action.help or ""):
+                action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ IoU); a rerun with the same settings skips what is cached, a half-written last l
 Each batch's sampling is seeded from (seed, its first record), so a resumed run samples what a straight run
 would have, given the same batch boundaries.
 
-Not here: the vLLM path of the issue (generation is HF ``generate`` only), and multi-GPU sharding.
+Not here: generation with vLLM (HF ``generate`` only), and multi-GPU sharding.
 """
 
 from __future__ import annotations
@@ -134,6 +134,51 @@ def _read_cache(path: Path, fingerprint: str) -> dict:
     return cached
 
 
+def _fingerprint(settings: dict, orsta, recipe) -> str:
+    """Everything the cached statistics depend on."""
+    values = [
+        *settings.values(),
+        orsta.prompt_pool,
+        orsta.correct_threshold,
+        orsta.min_pixels if recipe else None,
+        orsta.max_pixels if recipe else None,
+        repr(orsta.reward_settings()),
+    ]
+    return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
+
+
+def _measure(session, todo, done: dict, cache_path: Path, fingerprint: str, settings: dict, report, batch_size: int,
+             show_progress: bool):  # fmt: skip
+    """Sample k completions of each record in ``todo``, score them, and append each batch's stats to the cache."""
+    import torch
+    from tqdm.auto import tqdm
+
+    k, seed = settings["k"], settings["seed"]
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    with cache_path.open("a", encoding="utf-8") as handle, tqdm(
+        total=report.cached + len(todo), initial=report.cached, desc="difficulty", unit="rec", disable=not show_progress
+    ) as bar:  # fmt: skip
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            key = f"{seed}\x00{batch[0].data_source}\x00{batch[0].id}".encode()
+            torch.manual_seed(int(hashlib.sha256(key).hexdigest()[:15], 16))
+            samples = session.scorer(
+                session.model, session.processor, batch, max_new_tokens=settings["max_new_tokens"],
+                batch_size=len(batch), num_samples=k, temperature=settings["temperature"],
+                iou=settings["iou"] or "average",
+            )  # fmt: skip
+            for i, record in enumerate(batch):
+                group = samples[i * k : (i + 1) * k]
+                stats = record_stats(
+                    [s.accuracy for s in group], [s.reward for s in group], session.orsta.correct_threshold
+                )
+                done[record.key] = stats
+                row = {"fingerprint": fingerprint, "data_source": record.data_source, "id": record.id}
+                handle.write(json.dumps({**row, "stats": stats}) + "\n")
+            handle.flush()
+            bar.update(len(batch))
+
+
 def filter_difficulty(
     src: str | Path,
     out: str | Path,
@@ -170,85 +215,31 @@ def filter_difficulty(
     Returns:
         The :class:`DifficultyReport`.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     from orsta_trl.data.filters import read_with_raw, write_records
-    from orsta_trl.data.prompt_pool import pooled
-    from orsta_trl.evaluation import greedy_completions, load_for_eval
+    from orsta_trl.evaluation.offline import offline_session
     from orsta_trl.recipe import orsta_config_from
-    from orsta_trl.rewards.router import RewardRouter
 
     if k < 1 or batch_size < 1:
         raise DataError(f"k and batch_size must be >= 1, got k={k}, batch_size={batch_size}")
     rule = parse_keep(keep)
-    orsta = orsta_config_from(recipe)
+    orsta_config_from(recipe)  # the recipe's own verifiers join the registry before its records load
     pairs = read_with_raw(src)
-    records = pooled([r for _, r in pairs], orsta)  # measured on the prompts training will see
     out = Path(out)
     cache_path = Path(cache) if cache else out.with_name(out.name + ".cache.jsonl")
-    fingerprint = hashlib.sha256(
-        json.dumps(  # everything the cached statistics depend on
-            [
-                str(model),
-                k,
-                temperature,
-                seed,
-                max_new_tokens,
-                iou,
-                orsta.prompt_pool,
-                orsta.correct_threshold,
-                orsta.min_pixels if recipe else None,
-                orsta.max_pixels if recipe else None,
-                repr(orsta.reward_settings()),
-            ]
-        ).encode()
-    ).hexdigest()[:16]
-    done = _read_cache(cache_path, fingerprint)
+    settings = dict(
+        model=str(model), k=k, temperature=temperature, seed=seed, max_new_tokens=max_new_tokens, iou=iou
+    )
+    with offline_session(model, [r for _, r in pairs], recipe, load=False) as cached_only:
+        fingerprint = _fingerprint(settings, cached_only.orsta, recipe)
+        done = _read_cache(cache_path, fingerprint)
+        records = cached_only.records  # measured on the prompts training will see (prompt pool)
     todo = [r for r in records if r.key not in done]
     report = DifficultyReport(cached=len(records) - len(todo), generated=len(todo))
     if todo:
-        bounds = (orsta.min_pixels, orsta.max_pixels) if recipe else None
-        policy, processor = load_for_eval(model, pixel_bounds=bounds, dtype="auto")
-        settings = orsta.reward_settings()
-        size = getattr(getattr(processor, "image_processor", None), "size", None)
-        if size is not None:
-            import dataclasses
-
-            settings = dataclasses.replace(
-                settings, min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"]
+        with offline_session(model, [r for _, r in pairs], recipe) as session:
+            _measure(
+                session, todo, done, cache_path, fingerprint, settings, report, batch_size, show_progress
             )
-        router = RewardRouter(records, settings)
-        router.start()
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with cache_path.open("a", encoding="utf-8") as handle, tqdm(
-                total=len(records), initial=report.cached, desc="difficulty", unit="rec", disable=not show_progress
-            ) as bar:  # fmt: skip
-                for start in range(0, len(todo), batch_size):
-                    batch = todo[start : start + batch_size]
-                    key = f"{seed}\x00{batch[0].data_source}\x00{batch[0].id}".encode()
-                    torch.manual_seed(int(hashlib.sha256(key).hexdigest()[:15], 16))
-                    generated = greedy_completions(
-                        policy, processor, batch, max_new_tokens=max_new_tokens, batch_size=len(batch),
-                        num_samples=k, temperature=temperature,
-                    )  # fmt: skip
-                    repeated = [r for r in batch for _ in range(k)]
-                    samples = router.score(
-                        repeated, [g.text for g in generated], 1.0, iou_override=iou or "average"
-                    )
-                    for i, record in enumerate(batch):
-                        group = samples[i * k : (i + 1) * k]
-                        stats = record_stats(
-                            [s.accuracy for s in group], [s.reward for s in group], orsta.correct_threshold
-                        )
-                        done[record.key] = stats
-                        row = {"fingerprint": fingerprint, "data_source": record.data_source, "id": record.id}
-                        handle.write(json.dumps({**row, "stats": stats}) + "\n")
-                    handle.flush()
-                    bar.update(len(batch))
-        finally:
-            router.close()
     kept = []
     for (raw, original), record in zip(pairs, records, strict=True):
         stats = done[record.key]

@@ -4,9 +4,11 @@ The model is instantiated from its configuration on PyTorch's meta device (no we
 folder's ``config.json``, or for a hub name one of the shipped sizes in :mod:`orsta_trl.models.known_configs`.
 Per GPU, in GiB, for DeepSpeed ZeRO-2 and ZeRO-3, full fine-tuning and LoRA, vision tower frozen or trained:
 
-* weights: every parameter in the recipe's dtype (ZeRO-3 shards them over the GPUs);
+* weights: every parameter in the recipe's dtype (ZeRO-3 shards them over the GPUs, and gathers the largest
+  module, the embedding or output head, whole: its weights and gradients, 2 x dtype bytes per parameter);
 * gradients: trainable parameters in that dtype, sharded (ZeRO-2 and -3);
-* optimizer: AdamW's fp32 master copy and two moments, 12 bytes per trainable parameter, sharded;
+* optimizer: AdamW's fp32 master copy and two moments plus DeepSpeed's fp32 copy of the gradient partition,
+  16 bytes per trainable parameter, sharded;
 * activations (rough): per micro-batch of ``per_device_train_batch_size`` sequences of prompt + completion
   tokens, 34 x tokens x hidden bytes per layer without gradient checkpointing, 2 x per layer plus one layer's
   34 x with it (Korthikanti et al. 2022, attention by SDPA so no seq^2 term), plus the completion logits in
@@ -15,6 +17,19 @@ Per GPU, in GiB, for DeepSpeed ZeRO-2 and ZeRO-3, full fine-tuning and LoRA, vis
   the KV cache the generation batch needs (``per_device_train_batch_size x steps_per_generation`` sequences,
   at least ``num_generations``, of ``max_prompt_length + max_completion_length`` tokens) is checked against it.
   In ``server`` mode vLLM runs on other GPUs and takes nothing here.
+
+Weights, gradients and optimizer ("model states") follow DeepSpeed's own accounting: with every parameter
+trained, the recipe's 16-bit dtype and no offload they equal DeepSpeed's
+``estimate_zero2_model_states_mem_needs`` (2 + 18 / GPUs bytes per parameter) and
+``estimate_zero3_model_states_mem_needs`` (18 / GPUs bytes per parameter + 4 bytes per parameter of the largest
+module) exactly; ``benchmarks/memory_plan_vs_deepspeed.py`` prints both for every shipped size. Where the plan
+goes beyond them: it knows frozen parameters (no gradient, no optimizer state), LoRA, and a 32-bit dtype
+(DeepSpeed's formulas assume 16-bit weights); and it adds activations, vLLM and the CUDA context, which the
+estimators leave out. The total counts the fp32 gradient partition and the activations as one peak, the larger
+of the two: DeepSpeed casts the gradients to fp32 in the optimizer step, after backward freed the activations.
+On the CPU under fp32 the persistent states a rank really holds (its weights, fp32 master
+partition and moments) match the plan to within DeepSpeed's partition padding (tests/test_deepspeed.py); the
+16-bit and fp32 gradients are transient (alive from backward to the optimizer step) and were not measured.
 
 Estimates, not measurements: allocator fragmentation, CUDA context (about 1 GiB, counted) and NCCL buffers vary.
 Where the recipe does not fit, the plan names the first of these changes that makes it fit: ZeRO-3, LoRA,
@@ -34,6 +49,9 @@ from orsta_trl.models.sizes import ModelSizes, model_sizes
 GIB = 1024**3
 _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "auto": 2, None: 2}
 CONTEXT_GIB = 1.0  # CUDA context and library workspaces per GPU
+#: per trainable parameter, sharded: fp32 master weight 4, AdamW moments 8, DeepSpeed's fp32 gradient partition 4
+OPTIMIZER_BYTES = 16
+FP32_GRAD_BYTES = 4  # the part of OPTIMIZER_BYTES alive only during the optimizer step
 
 
 @dataclass(frozen=True)
@@ -104,10 +122,12 @@ def estimate(sizes: ModelSizes, s: Setup, zero: int, lora: bool, vision_frozen: 
     trainable = sizes.lora if lora else sizes.total - frozen
     shard = s.gpus if zero in (2, 3) else 1
     weights = sizes.total * s.dtype_bytes / (s.gpus if zero == 3 else 1)
+    if zero == 3:  # the largest module gathered whole, with its gradient (DeepSpeed's largest_layer_memory)
+        weights += 2 * s.dtype_bytes * sizes.largest_layer
     if lora:
         weights += sizes.lora * s.dtype_bytes
     grads = trainable * s.dtype_bytes / shard
-    optim = trainable * 12 / shard
+    optim = trainable * OPTIMIZER_BYTES / shard
     tokens = s.micro_batch * (s.prompt_len + s.completion_len)
     per_layer = 34 * tokens * sizes.hidden
     layers = (
@@ -128,7 +148,9 @@ def estimate(sizes: ModelSizes, s: Setup, zero: int, lora: bool, vision_frozen: 
     acts = layers + logits + vision
     vllm = s.vllm_util * s.gpu_gib if s.vllm_colocate else 0.0
     gib = [x / GIB for x in (weights, grads, optim, acts)]
-    total = sum(gib) + vllm + CONTEXT_GIB
+    # the fp32 gradient partition exists only in the optimizer step, after backward has freed the activations
+    fp32_grads = trainable * FP32_GRAD_BYTES / shard / GIB
+    total = gib[0] + gib[1] + gib[2] - fp32_grads + max(gib[3], fp32_grads) + vllm + CONTEXT_GIB
     fits = total <= s.gpu_gib and (not s.vllm_colocate or vllm_need_gib(sizes, s) <= vllm)
     return Row(zero, lora, vision_frozen, *gib, vllm, total, fits, False)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from orsta_trl.console import source_table
 from orsta_trl.data.records import load_records
 from orsta_trl.errors import DataError, MissingFileError
+from orsta_trl.keys import nearest
 from orsta_trl.recipe import orsta_config_from
 from orsta_trl.rewards.router import RewardRouter
 from orsta_trl.rewards.sample import Sample
@@ -107,16 +108,33 @@ def score(
         else _check_rows(completions, where)
     )
     keys = [(str(r["data_source"]), str(r["id"])) for r in rows]
-    for number, key in enumerate(keys, start=1):
-        if key not in router.records:
-            raise DataError(
-                f"{where}:{number}: no record with data_source={key[0]!r} and id={key[1]!r} in the records"
-            )
+    unknown = [(number, key) for number, key in enumerate(keys, start=1) if key not in router.records]
+    if unknown:
+        raise DataError(_unknown_rows_message(where, unknown, router.records))
     try:
         router.start()
         return router.score(router.lookup(keys), [r["completion"] for r in rows], progress)
     finally:
         router.close()
+
+
+def _unknown_rows_message(where: str, unknown: list, known) -> str:
+    """Every completion row naming no record, counted, the first few with the nearest record's id."""
+    ids_by_source = defaultdict(list)
+    for source, rid in known:
+        ids_by_source[source].append(rid)
+    lines = [f"{where}: {len(unknown)} completion row(s) name no record in the records"]
+    for number, (source, rid) in unknown[:5]:
+        line = f"  {where}:{number}: no record with data_source={source!r} and id={rid!r}"
+        if source not in ids_by_source:
+            hint = nearest(source, ids_by_source)
+            line += f" (no data_source {source!r}" + (f"; did you mean {hint!r}?)" if hint else ")")
+        elif (hint := nearest(rid, ids_by_source[source])) is not None:
+            line += f" (did you mean id {hint!r}?)"
+        lines.append(line)
+    if len(unknown) > 5:
+        lines.append(f"  ... and {len(unknown) - 5} more")
+    return "\n".join(lines)
 
 
 def score_files(

@@ -6,14 +6,18 @@ What it changes, and why:
   vision tower (and merger) before ``train()`` builds the optimizer, and prints parameter counts.
 * ``_generate_single_turn``: image/video placeholder tokens sampled inside a completion would break the
   feature count of the training forward. HF generation suppresses only ``<|image_pad|>`` and vLLM suppresses
-  nothing, so every placeholder (image, video, vision pad) is replaced by the pad token on both paths before
-  log-probs are recomputed, as V-Triune does; the number replaced is logged.
+  nothing, so every placeholder (image, video, vision pad) is dropped on both paths before log-probs are
+  recomputed (:func:`~orsta_trl.models.tokens.drop_placeholders`; not replaced by the pad token, which is a stop
+  token for Qwen2.5 and cut the reward's view short while the loss trained on the whole completion); the number
+  dropped is logged.
+* ``_generate``: keeps TRL's tool mask of the batch, so that the monitor counts a completion's length as TRL's
+  loss does (the model's own tokens, tool results excluded).
 * ``reward_funcs``: the one reward function TRL calls is the router's, made by
   :meth:`RewardRouter.reward_function`: it returns the rewards to TRL and hands the same call's samples to
   :meth:`_record_samples`, which adds completion lengths and truncation, gathers every rank's samples (so every
   rank holds the same rows and logs the same values), and feeds the source monitor, the end-of-run summary and,
   on the main process, the completion dumps. No verdict is read back from router state.
-* tools (issue 11): a :class:`~orsta_trl.tools.registry.ToolSet` becomes TRL's ``tools`` and
+* tools: a :class:`~orsta_trl.tools.registry.ToolSet` becomes TRL's ``tools`` and
   ``environment_factory``; TRL's own loop runs them (tool tokens masked from the loss), and the reward function
   reads each completion as a rollout with its real tool outcomes.
 * ``log``: adds the monitor's per-source window (``train/source/<data_source>/<metric>``) to each training log,
@@ -37,8 +41,9 @@ What it changes, and why:
   :class:`~orsta_trl.monitor.tensorboard.OrstaTensorBoard`, which writes each log call (hundreds of per-source
   scalars) as one event, and continues the earlier log folder on resume, so a resumed run shows as one run.
 * Evaluation (a callback): greedy, decoupled from the reward schedule, on the trainer's own ``eval_records``,
-  before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. TRL's own
-  sampled evaluation is not used.
+  before the first step and every ``eval_steps``, logged as ``eval/source/<data_source>/<metric>``. The
+  ``evaluator`` it is handed generates and scores (the offline path of :mod:`orsta_trl.evaluation`, with the
+  run's tools); TRL's own sampled evaluation is not used.
 
 Deviation from TRL: nothing in the loss or the advantage computation is changed.
 """
@@ -50,7 +55,6 @@ import shutil
 import time
 from pathlib import Path
 
-import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -66,9 +70,9 @@ from orsta_trl.models.checkpoint import (
     load_checkpoint_weights,
 )
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
-from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
+from orsta_trl.models.tokens import drop_placeholders, placeholder_ids, stop_ids
 from orsta_trl.monitor.dumps import CompletionDumper, record_entry
-from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor
+from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, eval_metrics
 from orsta_trl.monitor.summary import SourceSummary
 from orsta_trl.monitor.tensorboard import use_orsta_tensorboard
 from orsta_trl.monitor.writing import console_callback, eval_summary, history_entries, log_values, seen_values
@@ -81,12 +85,25 @@ class OrstaGRPOTrainer(GRPOTrainer):
         router: scores every completion against its record (its records are the training records).
         orsta: our recipe settings (:class:`orsta_trl.recipe.OrstaConfig`); defaults when None.
         eval_records: held-out records of the decoupled evaluation (the trainer owns them; none: no evaluation).
+        evaluator: generates and scores ``eval_records`` (:class:`orsta_trl.evaluation.Scorer`, called as
+            ``evaluator(model, processing_class, records, max_new_tokens=, batch_size=, iou=)`` → samples);
+            required with ``eval_records``.
         toolset: the run's tools (:func:`orsta_trl.tools.registry.build_tools`): TRL's ``tools`` and
             ``environment_factory``; the reward then reads each completion as a multi-turn rollout.
         *args, **kwargs: as for ``trl.GRPOTrainer``, without ``reward_funcs``.
     """
 
-    def __init__(self, *args, router, orsta=None, eval_records=None, sampling=None, toolset=None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        router,
+        orsta=None,
+        eval_records=None,
+        evaluator=None,
+        sampling=None,
+        toolset=None,
+        **kwargs,
+    ):
         from orsta_trl.recipe import OrstaConfig
 
         processing_class = kwargs.get("processing_class")
@@ -96,8 +113,15 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.orsta = orsta or OrstaConfig()
         self.eval_records = list(eval_records or [])
         self._eval_by_key = {r.key: r for r in self.eval_records}
+        if self.eval_records and evaluator is None:
+            raise ValueError(
+                "eval_records need an evaluator (orsta_trl.evaluation.Scorer) to generate and score"
+            )
+        self.evaluator = evaluator
         self.summary = SourceSummary()
-        self.sampling = sampling  # orsta_trl.data.sampling.SamplingPlan (issue 10), or None
+        self.sampling = (
+            sampling  # orsta_trl.data.sampling.SamplingPlan (mixture weights, curriculum), or None
+        )
         #: The run's tools (:class:`orsta_trl.tools.registry.ToolSet`), handed to TRL's tool loop; None: no tools.
         self.toolset = toolset
         if toolset is not None:
@@ -190,12 +214,17 @@ class OrstaGRPOTrainer(GRPOTrainer):
             prompt_ids, images, multimodal_fields, num_generations, has_tool_images
         )
         if self._placeholder_ids:
-            completion_ids, replaced = replace_placeholders(
-                completion_ids, self._placeholder_ids, self._tokenizer.pad_token_id
+            completion_ids, logprobs, dropped = drop_placeholders(
+                completion_ids, logprobs, self._placeholder_ids, self.eos_token_ids[0]
             )
             mode = "train" if self.model.training else "eval"
-            self._metrics[mode]["completions/placeholders_replaced"].append(float(replaced))
+            self._metrics[mode]["completions/placeholders_dropped"].append(float(dropped))
         return completion_ids, logprobs
+
+    def _generate(self, prompts):
+        generated = super()._generate(prompts)
+        self._tool_mask = generated[2]  # (prompt_ids, completion_ids, tool_mask, ...): None without tools
+        return generated
 
     # ---- rewards: the router's samples of this call → per-source monitor, summary and dumps
     def _record_samples(self, samples, *, prompts, completion_ids) -> None:
@@ -203,8 +232,10 @@ class OrstaGRPOTrainer(GRPOTrainer):
         if not self.model.training:  # TRL's own evaluation loop is not used; nothing to record
             return
         started = time.perf_counter()
-        trimmed = [trim_at_stop(ids, self._stop_ids) for ids in completion_ids]
-        rows = [s.with_generation(len(ids), cut) for s, (ids, cut) in zip(samples, trimmed, strict=True)]
+        rows = [
+            s.with_generation(n, cut)
+            for s, (n, cut) in zip(samples, self._generated_lengths(completion_ids), strict=True)
+        ]
         prompt_texts = [messages_text(p, sep="\n") for p in prompts] if self.dumper else [""] * len(rows)
         gathered = gather_object(list(zip(rows, prompt_texts, strict=True)))
         step = self.state.global_step
@@ -230,6 +261,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         """GRPO's advantages of the gathered batch, as ``_generate_and_score_completions`` computes them from these
         rewards (one reward function: ``multi_objective_aggregation`` and ``scale_rewards`` as TRL applies
         them); for the dumps, which are written before TRL computes its own."""
+        import torch
         from trl.trainer.utils import nanstd
 
         n = self.num_generations
@@ -256,6 +288,18 @@ class OrstaGRPOTrainer(GRPOTrainer):
             (data_source, record_id)
         )
         return None if record is None else record_entry(record)
+
+    def _generated_lengths(self, completion_ids) -> list[tuple[int, bool]]:
+        """(tokens the loss trains on, truncated) per completion, as TRL counts them: TRL's completion ids end at
+        their stop token already (inside a tool rollout each turn ends with one), so the length is the model's own
+        tokens (tool results excluded) and a completion is truncated when its last token is not a stop token."""
+        masks = getattr(self, "_tool_mask", None)
+        if masks is None or len(masks) != len(completion_ids):
+            masks = [None] * len(completion_ids)
+        return [
+            (len(ids) if mask is None else int(sum(mask)), not len(ids) or int(ids[-1]) not in self._stop_ids)
+            for ids, mask in zip(completion_ids, masks, strict=True)
+        ]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.model.training and "loss" in logs:
@@ -286,10 +330,8 @@ class OrstaGRPOTrainer(GRPOTrainer):
 
     # ---- decoupled evaluation
     def evaluate_sources(self) -> list:
-        """Greedy evaluation of ``eval_records`` on every rank's shard; per-source metrics from all ranks."""
+        """Greedy evaluation of ``eval_records`` on every rank's shard; per-source metric rows from all ranks."""
         from trl.models import unwrap_model_for_generation
-
-        from orsta_trl.evaluation import eval_metrics, greedy_completions, score_generated
 
         records = self.eval_records
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
@@ -299,15 +341,15 @@ class OrstaGRPOTrainer(GRPOTrainer):
         with unwrap_model_for_generation(
             self.model_wrapped, self.accelerator, gather_deepspeed3_params=self.args.ds3_gather_for_generation
         ) as model:
-            generated = greedy_completions(
+            rows = self.evaluator(
                 model,
                 self.processing_class,
                 padded,
                 max_new_tokens=self.max_completion_length,
                 batch_size=self.args.per_device_eval_batch_size,
+                iou=self.orsta.eval_iou_threshold,
             )
-        rows = score_generated(self.router, shard, generated[: len(shard)], self.orsta.eval_iou_threshold)
-        rows = gather_object(rows)
+        rows = gather_object(rows[: len(shard)])
         if self.dumper is not None and self.accelerator.is_main_process:
             prompts = {r.key: messages_text(r.prompt, sep="\n") for r in records}
             self.dumper.write(
@@ -347,21 +389,3 @@ class _SourceEvalCallback(TrainerCallback):
             should_log = control.should_log  # logging resets it, which would drop this step's training log
             self._run(state)
             control.should_log = should_log
-
-
-def replace_placeholders(completion_ids: list[list[int]], placeholder_ids, pad_id: int):
-    """Replace placeholder token ids with ``pad_id`` (lengths unchanged); return (new ids, how many replaced).
-
-    >>> replace_placeholders([[5, 9, 6], [9]], [9], 0)
-    ([[5, 0, 6], [0]], 2)
-    """
-    blocked = set(placeholder_ids)
-    replaced = 0
-    out = []
-    for ids in completion_ids:
-        if isinstance(ids, torch.Tensor):
-            ids = ids.tolist()
-        hits = sum(1 for t in ids if t in blocked)
-        replaced += hits
-        out.append([pad_id if t in blocked else t for t in ids] if hits else ids)
-    return out, replaced

@@ -79,8 +79,7 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
     Raises:
         RecipeError, DataError: before the model loads.
     """
-    from orsta_trl.data.prompt_pool import pooled
-    from orsta_trl.data.records import load_records
+    from orsta_trl.data.load import load_pooled
     from orsta_trl.models.loading import freeze_vision, is_vision_model, load_model, load_processor
 
     grpo, orsta, name = recipe.grpo, recipe.orsta, recipe.model.model_name_or_path
@@ -89,7 +88,7 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
         raise RecipeError("warmup_sft_steps: give a positive number of SFT steps (e.g. 150 for the demo)")
     if not name or not Path(name).exists() and name.count("/") != 1:
         raise RecipeError(f"model_name_or_path: no such folder {name!r}")
-    records = pooled(load_records(orsta.train_files), orsta)  # the prompts GRPO will see (prompt pool)
+    records, _ = load_pooled(orsta.train_files, orsta)  # the prompts GRPO will see (prompt pool)
     if not records:
         raise DataError(f"{', '.join(map(str, orsta.train_files))}: no records to warm up on")
     for record in records:  # every reference answer, before anything is loaded
@@ -101,7 +100,10 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
     dataset = sft_rows(records, orsta.warmup_sft_template, vision=vision)
     say(f"warm-up: {steps} SFT steps on {len(records)} records from {name}")
 
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
+
+    from orsta_trl.monitor.writing import console_callback
 
     processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
     model = load_model(name, vision=vision, dtype=recipe.model.dtype)
@@ -123,9 +125,12 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
         save_strategy="no",
         report_to="none",
         logging_steps=max(1, steps // 10),
-        disable_tqdm=True,
+        disable_tqdm=False,  # transformers' progress bar, with one compact line per log
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor)
+    for printer in (ProgressCallback, PrinterCallback):
+        if trainer.pop_callback(printer) is not None:
+            trainer.add_callback(console_callback(printer)())
     trainer.train()
     out = Path(out_dir)
     trainer.model.save_pretrained(out)

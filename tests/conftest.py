@@ -144,7 +144,7 @@ def math_verify_reference(gold: str, completion: str) -> bool:
     )
 
 
-# ---- judges (issue 14)
+# ---- judges
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The dense detection matching and COCO AP as they were before issue 12 (commit 7e1cc63), kept as an oracle.
+"""The dense detection matching and COCO AP as they were before the vectorised matcher (commit 7e1cc63), kept as an oracle.
 
 The sparse implementation (:mod:`orsta_trl.verifiers.box_match`) must give the same matches and AP; these take
 the full (N, M) matrix of same-category IoUs (0 where not allowed).

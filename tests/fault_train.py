@@ -5,21 +5,30 @@ Faults, chosen by environment variables (each a training step, 1-based):
 
 * ``FAULT_SIGKILL_AT_STEP``: the process SIGKILLs itself right after that step's training log reached the
   loggers (TensorBoard has flushed it), i.e. mid-run, after the checkpoint before it;
-* ``FAULT_SIGINT_IN_SAVE_AT_STEP``: Ctrl-C as a terminal sends it (SIGINT to the whole process group: the
-  trainer and its reward workers) while the checkpoint of that step is half-written (model saved, trainer
-  state not yet);
+* ``FAULT_PAUSE_IN_SAVE_AT_STEP``: while the checkpoint of that step is half-written (model saved, trainer
+  state not yet), prints the line :data:`PAUSED` and waits (up to 10 minutes) in a plain sleep, for the test
+  to press Ctrl-C as a terminal does (SIGINT to the whole process group: the trainer and its reward workers).
+  The test sends it once it has read the line: an event, never a guess at how long the run takes;
 * ``FAULT_SERVER=1``: starts a stand-in for a tool or judge server (``python -m http.server`` on loopback, in
   its own session so that a Ctrl-C does not reach it) and registers its stop as a shutdown hook;
+* ``FAULT_MODEL_STATES=1``: at the end of training each rank prints ``[model-states] {json}``, the bytes of
+  model state it really holds under DeepSpeed: its weights (its ZeRO-3 partitions), the optimizer's fp32
+  master partition and AdamW's moments;
+* every run dumps the stacks of all its threads to stderr on ``SIGUSR1`` (a watchdog's view of a hang);
 * ``FAULT_RAISE_ON_RANK`` (with ``FAULT_RAISE_AT_STEP``, default 1): the reward function of that rank raises
   ``RuntimeError("injected failure on rank N")`` at that step, the other ranks carry on into the collectives.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +52,33 @@ class _KillAfterLog(TrainerCallback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class _ModelStates(TrainerCallback):
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_end(self, args, state, control, **kwargs):
+        import json
+
+        engine = self.trainer.model_wrapped
+        zero = engine.optimizer  # DeepSpeed's ZeRO optimizer around torch's AdamW
+        weights = sum(
+            (p.ds_tensor if hasattr(p, "ds_tensor") else p).numel() * p.element_size()
+            for p in engine.module.parameters()
+        )
+        masters = getattr(zero, "single_partition_of_fp32_groups", None) or zero.fp32_partitioned_groups_flat
+        moments = [
+            t for s in zero.optimizer.state.values() for k, t in s.items() if k in ("exp_avg", "exp_avg_sq")
+        ]
+        report = {
+            "rank": self.trainer.accelerator.process_index,
+            "stage": engine.zero_optimization_stage(),
+            "weights": weights,
+            "master": sum(t.numel() * t.element_size() for t in masters),
+            "moments": sum(t.numel() * t.element_size() for t in moments),
+        }
+        print(f"[model-states] {json.dumps(report)}", flush=True)
+
+
 Trainer = trainer_module.OrstaGRPOTrainer
 _init, _save_model, _record = Trainer.__init__, Trainer.save_model, Trainer._record_samples
 
@@ -51,17 +87,29 @@ def _patched_init(self, *args, **kwargs):
     _init(self, *args, **kwargs)
     if _step("FAULT_SIGKILL_AT_STEP"):
         self.add_callback(_KillAfterLog(_step("FAULT_SIGKILL_AT_STEP")))
+    if os.environ.get("FAULT_MODEL_STATES"):
+        self.add_callback(_ModelStates(self))
+
+
+PAUSED = "[fault] paused in a half-written checkpoint"
 
 
 def _patched_save_model(self, output_dir=None, _internal_call=False):
     _save_model(self, output_dir, _internal_call)
-    if _internal_call and self.state.global_step == _step("FAULT_SIGINT_IN_SAVE_AT_STEP"):
-        os.killpg(os.getpgid(0), signal.SIGINT)
+    if _internal_call and self.state.global_step == _step("FAULT_PAUSE_IN_SAVE_AT_STEP"):
+        print(PAUSED, flush=True)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:  # the SIGINT raises KeyboardInterrupt here, in the main thread
+            time.sleep(0.05)
+        raise RuntimeError("no SIGINT came within 10 minutes")
 
 
 def _patched_record(self, samples, **kwargs):
     rank, step = _step("FAULT_RAISE_ON_RANK"), _step("FAULT_RAISE_AT_STEP") or 1
     if rank is not None and self.accelerator.process_index == rank and self.state.global_step + 1 == step:
+        import time
+
+        print(f"[fault] raising on rank {rank} at {time.time():.3f}", file=sys.stderr, flush=True)
         raise RuntimeError(f"injected failure on rank {rank}")
     return _record(self, samples, **kwargs)
 

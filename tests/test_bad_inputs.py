@@ -224,6 +224,15 @@ def test_skip_invalid_trains_on_the_valid_records_and_reports_the_rest(tmp_path,
         [sys.executable, "-m", "orsta_trl.cli", "check-data", str(data)], capture_output=True, text=True
     )
     assert check.returncode == 1 and "3 invalid record(s)" in check.stderr
+    skipping = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "check-data", "--skip-invalid", str(data)],
+        capture_output=True,
+        text=True,
+    )
+    assert skipping.returncode == 0, skipping.stderr
+    assert "skipped 3 invalid record(s)" in skipping.stderr
+    assert "bad: 3 skipped (reward.params.mode: 1, id: 1, images[0]: 1)" in skipping.stderr
+    assert "3 valid record(s) in 1 source(s)" in skipping.stdout
     # training with skip_invalid: the valid records reach the trainer, the skipped ones are reported
     trainer = orsta_trl.build_trainer(
         orsta_trl.load_recipe(

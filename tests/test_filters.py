@@ -114,3 +114,30 @@ def test_a_repeated_id_is_rejected_as_training_would(tmp_path):
     with pytest.raises(DataError, match=r"dup.jsonl:3: source 'src', record 'a', field 'id': duplicate id"):
         filter_rules_file(path, tmp_path / "out.jsonl", rules_config(None))
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_math_answer_rule_drops_intervals_because_equivalent_forms_score_zero():
+    """The rule's ``( )`` is not a false positive for an interval answer: the math verifier tells ``(-2, 2)`` from
+    ``[-2, 2]``, but scores the equivalent ``-2 < x < 2`` 0, so the record would punish a correct answer."""
+    import orsta_trl
+
+    record = rec("interval", "math", "(-2, 2)", "Give the interval where x^2 < 4.")
+    rewards = {
+        text: orsta_trl.score([record], [{"id": "interval", "data_source": "src", "completion": text}])[
+            0
+        ].reward
+        for text in (r"\boxed{(-2, 2)}", r"\boxed{[-2, 2]}", r"\boxed{-2 < x < 2}")
+    }
+    assert rewards == {r"\boxed{(-2, 2)}": 1.0, r"\boxed{[-2, 2]}": 0.0, r"\boxed{-2 < x < 2}": 0.0}
+    records = load_records_from([record])
+    _, report = apply_rules(records, rules_config(None))
+    assert report.removed == {"math_answer": 1}
+    assert (
+        "answer contains '()' (equivalent forms are hard to verify by rule)" in report.examples["math_answer"]
+    )
+
+
+def load_records_from(rows):
+    from orsta_trl.data.records import validate_record
+
+    return [validate_record(row, f"test:{i + 1}", Path.cwd()) for i, row in enumerate(rows)]

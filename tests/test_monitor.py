@@ -296,6 +296,7 @@ def test_dump_round_trip(tmp_path, fmt):
         "format": 1.0,
         "parts": {"iou": 0.5, "f1": 0.8},
         "reason": None,
+        "detail": None,
         "length": 8,
         "truncated": False,
         "split": "train",  # the viewer's fields: none given to write() here
@@ -307,6 +308,15 @@ def test_dump_round_trip(tmp_path, fmt):
         records[0]["parts"] == {} and records[1]["reason"] == "no_answer" and records[1]["truncated"] is True
     )
     assert not list(path.parent.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_dump_keeps_the_detail_behind_a_reason(tmp_path, fmt):
+    import dataclasses
+
+    unparsable = dataclasses.replace(M2, reason="judge_unparsable", detail="I would say fairly good")
+    (record,) = read_dump(CompletionDumper(tmp_path, 1.0, fmt).write(1, [unparsable], ["p"]))
+    assert (record["reason"], record["detail"]) == ("judge_unparsable", "I would say fairly good")
 
 
 def test_jsonl_dump_reads_as_score_input(tmp_path):

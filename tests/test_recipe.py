@@ -133,14 +133,61 @@ def test_entry_point_reports_a_bad_key(tmp_path):
     )
     assert result.returncode != 0
     assert "did you mean 'train_files'" in result.stderr
-    check = subprocess.run(
-        [sys.executable, "-m", "orsta_trl.cli", "check-recipe", *map(str, RECIPES)],
+    check = subprocess.run(  # the shipped recipes name data the user prepares: keys and values only
+        [sys.executable, "-m", "orsta_trl.cli", "check-recipe", "--skip-paths", *map(str, RECIPES)],
         capture_output=True,
         text=True,
         cwd=REPO,
     )
     assert check.returncode == 0, check.stderr
     assert check.stdout.count("ok ") == len(RECIPES)
+
+
+def test_check_recipe_checks_local_paths_and_allows_hub_names(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "train.jsonl").write_text("")
+    base = "bf16: false\n"
+    recipes = {
+        "bad.yaml": base
+        + "model_name_or_path: ./no/such/model\ntrain_files: [missing.jsonl, org/set:train]\n"
+        "eval_datasets: [held_out/missing.jsonl]\noutput_dir: a_file/run\n",
+        "hub.yaml": base + "model_name_or_path: Qwen/Qwen2.5-VL-7B-Instruct\ntrain_files: [org/set:train]\n",
+        "local.yaml": base + "model_name_or_path: model\ntrain_files: [train.jsonl]\noutput_dir: runs/x\n",
+    }
+    for name, text in recipes.items():
+        (tmp_path / name).write_text(text)
+    check = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "check-recipe", *recipes],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert check.returncode == 1
+    assert (
+        check.stdout.count("ok ") == 2
+        and "ok   hub.yaml" in check.stdout
+        and "ok   local.yaml" in check.stdout
+    )
+    failure = check.stderr
+    assert failure.startswith("FAIL bad.yaml: 4 problems:"), failure
+    for needle in (
+        "model_name_or_path: no such folder ./no/such/model",
+        "train_files: missing.jsonl: no such file",
+        "eval_datasets: held_out/missing.jsonl: no such file",
+        "output_dir: a_file is a file, so a_file/run cannot be created",
+    ):
+        assert needle in failure, (needle, failure)
+    assert "org/set" not in failure  # a hub dataset name is left to the hub
+    shipped = subprocess.run(  # without --skip-paths, a shipped recipe's unprepared data is named
+        [sys.executable, "-m", "orsta_trl.cli", "check-recipe", "recipes/det_7b.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert shipped.returncode == 1 and "train_files: data/det_train.jsonl: no such file" in shipped.stderr
+    assert "model_name_or_path" not in shipped.stderr  # Qwen/... is a hub model
 
 
 @pytest.mark.parametrize(

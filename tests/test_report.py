@@ -138,3 +138,28 @@ def test_missing_run_dir_or_events(tmp_path):
         write_report(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="event files"):
         write_report(tmp_path)
+
+
+def test_two_runs_in_one_folder_are_told_apart_not_merged(tmp_path, capsys):
+    """Two runs trained into one output_dir (each from step 1, in its own runs/<time>_<host> folder): the report
+    covers the latest and names both; a resume in a later folder (first step after the run's) stays merged."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    out = tmp_path / "run"
+    layout = [("runs/A_host", 100.0, range(1, 5), 0.1), ("runs/B_host", 200.0, range(1, 3), 0.9)]
+    layout.append(("runs/C_host", 300.0, range(3, 5), 0.8))  # B resumed at step 3 into a new folder
+    for folder, wall, steps, value in layout:
+        writer = SummaryWriter(str(out / folder))
+        for step in steps:
+            writer.add_scalar("train/source/a/reward", value, step, walltime=wall + step)
+        writer.close()
+    assert report_main(out) == 0
+    printed = capsys.readouterr().out
+    assert "holds the logs of 2 separate runs" in printed
+    assert "runs/A_host" in printed and "runs/B_host, runs/C_host" in printed
+    series = load_scalars(out)["train/source/a/reward"]
+    assert [step for step, _ in series] == [1, 2, 3, 4]
+    assert [value for _, value in series] == pytest.approx([0.9, 0.9, 0.8, 0.8])
+    text = (out / "report" / "summary.md").read_text(encoding="utf-8")
+    assert _table_row(text, "train", "a")[:3] == ["4", "0.9", "0.8"]  # B's and C's points only, none of A's
+    assert "2 separate runs" in text

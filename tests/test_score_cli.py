@@ -190,3 +190,28 @@ def test_parquet_dump_scores(tmp_path):
     result = run_score(tmp_path / "r.jsonl", dump, "-o", tmp_path / "o.jsonl", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert [json.loads(x)["accuracy"] for x in (tmp_path / "o.jsonl").read_text().splitlines()] == [1.0, 0.0]
+
+
+def test_every_unknown_row_is_named_with_the_nearest_record(tmp_path):
+    records = [
+        {"id": f"question-{i}", "data_source": "math", "prompt": [{"role": "user", "content": "?"}],
+         "reward": {"verifier": "math", "ground_truth": "2"}}
+        for i in (1, 2)
+    ]  # fmt: skip
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rows = [("question-1", "math"), ("questoin-2", "math"), ("question-1", "maths"), ("zzz", "math")]
+    (tmp_path / "c.jsonl").write_text(
+        "".join(json.dumps({"id": i, "data_source": s, "completion": "x"}) + "\n" for i, s in rows)
+    )
+    result = run_score(tmp_path / "r.jsonl", tmp_path / "c.jsonl", "-o", tmp_path / "o.jsonl", cwd=tmp_path)
+    assert result.returncode == 1
+    err = result.stderr
+    assert "3 completion row(s) name no record" in err
+    assert (
+        "c.jsonl:2: no record with data_source='math' and id='questoin-2' (did you mean id 'question-2'?)"
+        in err
+    )
+    assert (
+        "c.jsonl:3: no record with data_source='maths' and id='question-1' (no data_source 'maths'; " in err
+    )
+    assert "did you mean 'math'?)" in err and "c.jsonl:4:" in err

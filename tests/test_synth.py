@@ -63,7 +63,7 @@ def test_deterministic_bytes(tmp_path: Path) -> None:
 def test_record_depends_only_on_seed_task_index(tmp_path: Path, generated) -> None:
     path = synth(tmp_path, n=2, seed=0, tasks=["ocr", "chart"], image_size=SIZE)
     subset = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    assert [r["id"] for r in subset] == ["ocr-00000", "ocr-00001", "chart-00000", "chart-00001"]
+    assert [r["id"] for r in subset] == ["ocr-s0-00000", "ocr-s0-00001", "chart-s0-00000", "chart-s0-00001"]
     full = {r["id"]: r for r in generated[1]}
     for record in subset:
         assert record == full[record["id"]]
@@ -242,3 +242,18 @@ def test_reference_answers_score_one_with_the_default_resized_coordinates(genera
     texts = [f"<answer>{r.extra['answer']}</answer>" for r in records]
     scored = router.score(records, texts, progress=1.0)  # the strictest IoU threshold, 0.99
     assert records and all(s.verdict.accuracy == pytest.approx(1.0) for s in scored)
+
+
+def test_files_of_different_seeds_are_checked_together_without_duplicate_ids(tmp_path: Path) -> None:
+    """The demo's training and held-out files come from two seeds; ``check-data`` reads them as one set."""
+    import subprocess
+    import sys
+
+    train = synth(tmp_path / "train", n=3, seed=0, tasks=["colour", "shape"], image_size=SIZE)
+    held_out = synth(tmp_path / "eval", n=3, seed=1000, tasks=["colour", "shape"], image_size=SIZE)
+    done = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "check-data", str(train), str(held_out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "duplicate" not in done.stdout + done.stderr

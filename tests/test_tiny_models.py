@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
@@ -170,3 +171,36 @@ def test_tiny_lm_chat_template_and_generate(tmp_path):
     assert (out / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
     sa, sb = load_file(out / "model.safetensors"), load_file(b / "model.safetensors")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("vision", [True, False], ids=["vl", "lm"])
+def test_trainer_finds_the_tiny_models_special_tokens_aligned(tiny_vl, tiny_lm, vision):
+    """transformers' Trainer compares the tokenizer's PAD/BOS/EOS with the model's configs and warns on a
+    difference; the tiny models' configs (as loaded for training) agree with their tokenizer."""
+    import logging
+
+    from transformers import AutoProcessor, AutoTokenizer
+    from transformers.trainer_utils import align_special_tokens
+
+    from orsta_trl.models.loading import load_model
+
+    path = str(tiny_vl if vision else tiny_lm)
+    model = load_model(path, vision=vision)
+    processing = AutoProcessor.from_pretrained(path) if vision else AutoTokenizer.from_pretrained(path)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("transformers.trainer_utils")
+    logger.addHandler(handler)
+    try:
+        align_special_tokens(model, processing)
+    finally:
+        logger.removeHandler(handler)
+    assert not [r.getMessage() for r in records if "PAD/BOS/EOS" in r.getMessage()]
+    assert model.generation_config.bos_token_id is None and model.config.eos_token_id == processing_eos(
+        processing
+    )
+
+
+def processing_eos(processing) -> int:
+    return getattr(processing, "tokenizer", processing).eos_token_id

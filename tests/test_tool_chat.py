@@ -17,7 +17,7 @@ from trl.chat_template_utils import (
     supports_tool_calling,
 )
 
-from orsta_trl.tools.calculator import calculator
+from orsta_trl.tools.arithmetic import calculator
 from orsta_trl.tools.chat import use_tool_template
 
 CHATS = [

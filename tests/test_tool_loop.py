@@ -225,6 +225,47 @@ def test_the_tool_runs_its_output_reaches_the_next_turn_is_masked_and_scored(add
     assert history["train", "tool_math", "tools/turns"] > 1
 
 
+def test_a_tool_recipe_is_evaluated_with_its_tools(add_model):
+    """``orsta-trl eval --recipe`` of a tool recipe runs the tool loop: the user tool really runs with the
+    arguments the model wrote, its result reaches the next turn, and the score uses the real outcome. The
+    prompt-length filter of the same recipe counts the tool schemas the template writes into each prompt."""
+    from orsta_trl.data.records import load_records
+    from orsta_trl.data.rows import prompt_length
+    from orsta_trl.evaluation import evaluate_checkpoint
+    from orsta_trl.tools.registry import build_tools
+
+    model, folder = add_model
+    log = folder / "orsta_test_tools.log"
+    log.unlink(missing_ok=True)
+    recipe = folder / "eval_tools.yaml"
+    recipe.write_text("tool_modules: [orsta_test_tools]\nmax_tool_calling_iterations: 2\n")
+    report = evaluate_checkpoint(
+        str(model), [str(_data(folder))], max_new_tokens=120, recipe_path=str(recipe)
+    )
+    assert log.read_text().splitlines() == ["2 3", "2 3"]  # one real call per record
+    for row in report["completions"]:
+        assert "<tool_response>\n5\n</tool_response>" in row["completion"], row["completion"]
+        assert row["tools"]["tool_outcomes"] == [True] and row["tools"]["tool_names"] == ["add"]
+        assert row["tools"]["turns"] == 2 and row["accuracy"] == 1.0
+    assert report["per_source"]["tool_math"]["tools/success"] == 1.0
+    # without the recipe there are no tools: the model's call is left unrun and unanswered
+    plain = evaluate_checkpoint(str(model), [str(_data(folder))], max_new_tokens=120)
+    assert all("<tool_response>" not in row["completion"] for row in plain["completions"])
+    assert log.read_text().splitlines() == ["2 3", "2 3"]
+
+    from transformers import AutoTokenizer
+
+    tok = use_tool_template(AutoTokenizer.from_pretrained(model), vision=False)
+    record = load_records(_data(folder))[0]
+    schema = build_tools(modules=["orsta_test_tools"]).schema_tools()
+    assert [t.__name__ for t in schema] == ["add"]
+    with_tools, without = prompt_length(record, tok, schema), prompt_length(record, tok)
+    listed = tok.apply_chat_template(
+        [{"role": "user", "content": QUESTION}], tools=schema, tokenize=False, add_generation_prompt=True
+    )
+    assert with_tools == len(tok(listed, add_special_tokens=False)["input_ids"]) > without + 20
+
+
 def test_an_mcp_servers_tool_runs_in_the_loop_and_the_server_stops_after_training(add_model):
     import psutil
 
@@ -248,7 +289,7 @@ def test_an_mcp_servers_tool_runs_in_the_loop_and_the_server_stops_after_trainin
 def test_sandbox_failures_come_back_as_errors_and_training_carries_on(tmp_path, tiny_lm):
     import shutil
 
-    from orsta_trl.tools.python import python
+    from orsta_trl.tools.python_tool import python
 
     model = tmp_path / "model"
     shutil.copytree(tiny_lm, model)

@@ -4,6 +4,7 @@ filter, and placeholder tokens kept out of completions."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -18,7 +19,7 @@ from orsta_trl.models.loading import (
     parameter_counts,
     set_pixel_bounds,
 )
-from orsta_trl.trainer import replace_placeholders
+from orsta_trl.models.tokens import drop_placeholders, placeholder_ids, stop_ids
 
 
 def image_records(folder, sizes):
@@ -102,9 +103,42 @@ def test_vision_freezing_and_counts(tiny_vl):
     assert parameter_counts(model)["trainable"] == before["total"] - before["vision"]
 
 
-def test_placeholders_are_replaced_by_pad():
-    ids, replaced = replace_placeholders([[1, 998, 2], [999, 999], [3]], [998, 999], 0)
-    assert ids == [[1, 0, 2], [0, 0], [3]] and replaced == 3
+def test_placeholders_are_dropped_with_their_logprobs():
+    ids, logprobs, dropped = drop_placeholders(
+        [[1, 998, 2], [999, 999], [3]], [[-1.0, -2.0, -3.0], [-4.0, -5.0], [-6.0]], [998, 999], 7
+    )
+    assert ids == [[1, 2], [7], [3]] and logprobs == [[-1.0, -3.0], [None], [-6.0]] and dropped == 3
+    assert drop_placeholders([[1, 2]], None, [9], 7) == ([[1, 2]], None, 0)
+
+
+def qwen25_vl_tokenizer():
+    """A tokenizer with Qwen2.5-VL's real special-token ids (151643 ...), built offline: filler ids below them."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from orsta_trl.models.tiny import SPECIAL_TOKENS
+
+    vocab = {f"t{i}": i for i in range(151643)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})  # in Qwen's order
+    tokenizer.eos_token, tokenizer.pad_token = "<|im_end|>", "<|endoftext|>"
+    return tokenizer
+
+
+def test_qwen25_vl_real_ids_placeholders_dropped_never_become_a_stop():
+    """Qwen2.5-VL-Instruct: eos <|im_end|> 151645, pad <|endoftext|> 151643, generation_config eos [151645, 151643],
+    placeholders 151654-151656. The pad token is a stop token, so it cannot stand in for a placeholder."""
+    tokenizer = qwen25_vl_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>", "<|vision_pad|>", "<|image_pad|>"])
+    assert ids == [151643, 151645, 151654, 151655]
+    assert placeholder_ids(tokenizer) == [151654, 151655, 151656]
+    stops = stop_ids(tokenizer, [151645, 151643])
+    assert tokenizer.pad_token_id in stops  # why replacing by pad cut completions short
+    completion = [17, 151655, 18, 151656, 19, 151645]
+    kept, _, dropped = drop_placeholders([completion], None, placeholder_ids(tokenizer), 151645)
+    assert kept == [[17, 18, 19, 151645]] and dropped == 2
+    assert not stops & set(kept[0][:-1])  # the only stop token is the one the model sampled last
 
 
 def test_trainer_forces_left_padding(tiny_vl, tmp_path):
@@ -155,3 +189,49 @@ def test_a_bare_flag_is_true_and_an_unknown_one_is_rejected_by_the_recipe():
     assert parse_overrides(["--bogus"]) == {"bogus": True}
     with pytest.raises(RecipeError, match="unknown recipe key 'bogus'"):
         load_recipe(None, ["--bogus"])
+
+
+def test_build_trainer_checks_verifiers_and_plans_sampling_once(tiny_vl, synth_data, tmp_path, monkeypatch):
+    """The phases of build_trainer run each check once: verifiers are checked ready with the records (before the
+    model loads), the sampling plan is made on the rows that fit; the evaluator is handed to the trainer."""
+    import orsta_trl
+    import orsta_trl.data.sampling as sampling
+    import orsta_trl.rewards.router as router_module
+    from orsta_trl.evaluation import Scorer
+
+    calls = {"ready": 0, "plan": 0}
+    ready, plan = router_module.check_ready, sampling.sampling_plan
+
+    def counted_ready(*args, **kwargs):
+        calls["ready"] += 1
+        return ready(*args, **kwargs)
+
+    def counted_plan(*args, **kwargs):
+        calls["plan"] += 1
+        return plan(*args, **kwargs)
+
+    monkeypatch.setattr(router_module, "check_ready", counted_ready)
+    monkeypatch.setattr(sampling, "sampling_plan", counted_plan)
+    recipe = orsta_trl.load_recipe(
+        None,
+        model_name_or_path=str(tiny_vl),
+        datasets=[{"path": str(synth_data), "weight": 1.0}],
+        eval_datasets=[str(synth_data)],
+        eval_max_samples=1,
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        bf16=False,
+        report_to=[],
+        max_prompt_length=100_000,
+    )
+    trainer = orsta_trl.build_trainer(recipe)
+    trainer.router.close()
+    assert calls == {"ready": 1, "plan": 1}
+    assert trainer.sampling.active and set(trainer.sampling.weights) == {
+        (r.data_source, r.id) for r in trainer.router.records.values()
+    }
+    assert isinstance(trainer.evaluator, Scorer) and trainer.evaluator.router is trainer.router
+    assert trainer.eval_records
+    import orsta_trl.trainer
+
+    assert "orsta_trl.evaluation" not in Path(orsta_trl.trainer.__file__).read_text()  # handed, not imported

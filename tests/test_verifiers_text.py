@@ -216,16 +216,16 @@ TOOL_CASES = [
         {"accuracy": 1, "format": 2 / 3},
     ),
     (
-        "no_tool",
+        "no_tool_by_default_scores_0",
         {},
         "<think>t</think><answer>\\boxed{42}</answer>",
-        {"accuracy": 1, "format": 1, "tool_success": 1},
+        {"accuracy": 1, "format": 1, "tool_success": 0},
     ),
     (
-        "no_tool_required",
-        {"require_tool": True},
+        "no_tool_optional",
+        {"require_tool": False},
         "<think>t</think><answer>\\boxed{42}</answer>",
-        {"tool_success": 0},
+        {"accuracy": 1, "format": 1, "tool_success": 1},
     ),
     (
         "no_answer",

@@ -6,8 +6,9 @@ truths stay out of the Arrow table (their types differ from task to task); the r
 records.
 
 GRPOConfig has no ``max_prompt_length`` any more, so prompts that would not fit are dropped here, before
-training: the length counts the chat template's text tokens plus, per image, the tokens the processor will
-make of it at the recipe's pixel bounds (computed from the image size, without decoding pixels).
+training: the length counts the chat template's text tokens (with the tool schemas it lists, in a run with
+tools) plus, per image, the tokens the processor will make of it at the recipe's pixel bounds (computed from
+the image size, without decoding pixels).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ def image_token_count(processor, width: int, height: int) -> int:
     return patches // (image_processor.merge_size**2)
 
 
-def prompt_length(record: Record, processing_class) -> int:
-    """Tokens of the templated prompt, image tokens included."""
+def prompt_length(record: Record, processing_class, tools: list | None = None) -> int:
+    """Tokens of the templated prompt, image tokens and the schemas of ``tools`` (the run's tools) included."""
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
     text = processing_class.apply_chat_template(
         prompt_messages(record, vision=tokenizer is not processing_class),
+        tools=tools or None,
         tokenize=False,
         add_generation_prompt=True,
     )
@@ -40,11 +42,14 @@ def prompt_length(record: Record, processing_class) -> int:
     return length
 
 
-def filter_long_prompts(records: list[Record], processing_class, max_prompt_length: int):
-    """Keep records whose prompt fits; return (kept, dropped count per data_source)."""
+def filter_long_prompts(
+    records: list[Record], processing_class, max_prompt_length: int, tools: list | None = None
+):
+    """Keep records whose prompt fits, the tool schemas the template writes into it counted; return (kept,
+    dropped count per data_source)."""
     kept, dropped = [], Counter()
     for record in records:
-        if prompt_length(record, processing_class) <= max_prompt_length:
+        if prompt_length(record, processing_class, tools) <= max_prompt_length:
             kept.append(record)
         else:
             dropped[record.data_source] += 1

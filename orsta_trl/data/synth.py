@@ -237,7 +237,7 @@ def _chart(rng, image_size, index):
 _BUILDERS = dict(zip(TASKS, (_detection, _grounding, _counting, _ocr, _math, _chart), strict=True))
 
 # Tasks a tiny model can see, only when asked for by name: the default set stays TASKS.
-EASY_TASKS: tuple[str, ...] = ("colour", "shape", "position")
+EASY_TASKS: tuple[str, ...] = ("colour", "shape", "position", "locate")
 
 
 def _builder(task: str):
@@ -251,7 +251,9 @@ def make_record(task: str, index: int, seed: int = 0, image_size: Sequence[int] 
     """One record (a dict in the data contract) and its image; the image path is ``images/<id>.png``."""
     rng = random.Random(f"orsta-synth/{seed}/{task}/{index}")
     img, text, verifier, ground_truth, params, extra = _builder(task)(rng, image_size, index)
-    rid = f"{task}-{index:05d}"
+    rid = (
+        f"{task}-s{seed}-{index:05d}"  # the seed in the id: files of different seeds can be checked together
+    )
     record = {
         "id": rid,
         "data_source": f"synth_{task}",

@@ -130,6 +130,29 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(folders, key=lambda p: int(p.name.split("-", 1)[1]))) if folders else None
 
 
+def previous_run_files(output_dir: str | Path) -> list[str]:
+    """What marks ``output_dir`` as holding another run: a saved model or adapter, checkpoints, TensorBoard logs.
+
+    Args:
+        output_dir: a run's output folder (it may not exist).
+
+    Returns:
+        The names found (at most a few of each kind), empty when a new run may write there.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    marks = [
+        name
+        for name in ("config.json", "adapter_config.json", WEIGHTS, INDEX, "adapter_model.safetensors")
+        if (folder / name).is_file()
+    ]
+    marks += sorted(p.name for p in folder.glob("checkpoint-*") if p.is_dir())[:3]
+    logs = sorted({p.parent.name for p in folder.glob("runs/*/events.out.tfevents.*")})
+    marks += [f"runs/{name}" for name in logs[:3]]
+    return marks
+
+
 def checkpoint_step(folder: str | Path) -> int:
     """The global step a complete checkpoint was saved at (from its ``trainer_state.json``)."""
     return int(json.loads((Path(folder) / COMPLETE_MARKER).read_text()).get("global_step", 0))

@@ -93,7 +93,24 @@ def load_model(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-    return cls.from_pretrained(model_name_or_path, **kwargs)
+    model = cls.from_pretrained(model_name_or_path, **kwargs)
+    mirror_special_ids(model.config)
+    return model
+
+
+def mirror_special_ids(config) -> None:
+    """Copy the text config's BOS/EOS/PAD ids to the top level of a vision-language config.
+
+    transformers 5 keeps Qwen2.5-VL's special ids only in ``text_config``, while its ``Trainer`` compares the
+    tokenizer's ids with the top-level ones: without this, every run (GRPO and SFT) warns that the tokenizer
+    "has new PAD/BOS/EOS tokens" even when they agree. A real disagreement still warns.
+    """
+    text = getattr(config, "text_config", None)
+    if text is None or text is config:
+        return
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if getattr(config, key, None) is None and hasattr(text, key):
+            setattr(config, key, getattr(text, key))
 
 
 def model_view(model_name_or_path: str, processor, out_dir: str | Path, revision: str | None = None) -> Path:
@@ -143,9 +160,15 @@ def freeze_vision(model, *, freeze_merger: bool = True) -> int:
         if not freeze_merger and (name == "merger" or name.startswith("merger.")):
             continue
         if parameter.requires_grad:
-            frozen += parameter.numel()
+            frozen += full_numel(parameter)
         parameter.requires_grad_(False)
     return frozen
+
+
+def full_numel(parameter) -> int:
+    """The parameter's full size, also under ZeRO-3, where each rank holds a shard and ``numel()`` is 0: DeepSpeed
+    keeps the real size in ``ds_numel``."""
+    return int(getattr(parameter, "ds_numel", parameter.numel()))
 
 
 def parameter_counts(model) -> dict[str, int]:
@@ -154,7 +177,7 @@ def parameter_counts(model) -> dict[str, int]:
     vision_ids = {id(p) for p in visual.parameters()} if visual is not None else set()
     counts = {"total": 0, "trainable": 0, "frozen": 0, "vision": 0, "vision_trainable": 0}
     for parameter in model.parameters():
-        n = parameter.numel()
+        n = full_numel(parameter)
         counts["total"] += n
         counts["trainable" if parameter.requires_grad else "frozen"] += n
         if id(parameter) in vision_ids:

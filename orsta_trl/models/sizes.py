@@ -30,6 +30,9 @@ class ModelSizes:
     kv_per_token: int  # KV-cache elements per token (all layers, K and V)
     vision_hidden: int
     vision_layers: int
+    #: parameters of the largest single module (its own, not its children's: the embedding or output head),
+    #: which ZeRO-3 gathers whole; counted as DeepSpeed's ``estimate_zero3_model_states_mem_needs_all_live``
+    largest_layer: int = 0
 
 
 def _config(name: str):
@@ -83,6 +86,7 @@ def model_sizes(name: str, lora_r: int = 16, lora_targets: list[str] | None = No
             and (leaf in targets or (every_linear and leaf != "lm_head"))
         ):
             lora += lora_r * (module.in_features + module.out_features)
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
     text = getattr(config, "text_config", config)
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
     vc = getattr(config, "vision_config", None)
@@ -98,4 +102,5 @@ def model_sizes(name: str, lora_r: int = 16, lora_targets: list[str] | None = No
         kv_per_token=2 * text.num_hidden_layers * text.num_key_value_heads * head_dim,
         vision_hidden=getattr(vc, "hidden_size", 0) if vc is not None else 0,
         vision_layers=getattr(vc, "depth", 0) if vc is not None else 0,
+        largest_layer=largest,
     )

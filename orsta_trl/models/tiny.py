@@ -126,10 +126,18 @@ def make_tiny_tokenizer(*, padding_side: str = "left") -> Qwen2Tokenizer:
     return tokenizer
 
 
+def _special_ids(tokenizer: Qwen2Tokenizer) -> dict:
+    """The tokenizer's own special ids, for the model config: no BOS (Qwen2.5 has none), ``<|im_end|>`` is eos,
+    ``<|endoftext|>`` pad. Configs that agree with the tokenizer keep transformers' Trainer from "aligning" them
+    with a PAD/BOS/EOS warning on every run."""
+    return {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
+
+
 def _generation_config(tokenizer: Qwen2Tokenizer) -> GenerationConfig:
     ids = tokenizer.convert_tokens_to_ids
     return GenerationConfig(
-        bos_token_id=ids("<|endoftext|>"),
+        bos_token_id=tokenizer.bos_token_id,
         eos_token_id=[ids("<|im_end|>"), ids("<|endoftext|>")],
         pad_token_id=ids("<|endoftext|>"),
     )
@@ -164,9 +172,7 @@ def make_tiny_vl(
         "max_window_layers": 2,
         "max_position_embeddings": 4096,
         "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
-        "bos_token_id": ids("<|endoftext|>"),
-        "eos_token_id": ids("<|im_end|>"),
-        "pad_token_id": ids("<|endoftext|>"),
+        **_special_ids(tokenizer),
     }
     vision_config = {
         "depth": 2,
@@ -186,6 +192,7 @@ def make_tiny_vl(
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
+        **_special_ids(tokenizer),  # also at the top level, where transformers' Trainer compares them
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
@@ -225,7 +232,6 @@ def make_tiny_lm(out_dir: str | Path, *, seed: int = 0) -> Path:
     out = Path(out_dir)
     tokenizer = make_tiny_tokenizer()
     tokenizer.chat_template = tool_template(vision=False)  # renders as TRL's qwen2_5.jinja
-    ids = tokenizer.convert_tokens_to_ids
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -237,9 +243,7 @@ def make_tiny_lm(out_dir: str | Path, *, seed: int = 0) -> Path:
         max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
         tie_word_embeddings=True,
-        bos_token_id=ids("<|endoftext|>"),
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
+        **_special_ids(tokenizer),
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(torch.float32).eval()

@@ -1,7 +1,12 @@
 """``orsta-trl report RUN_DIR``: per-source plots and a Markdown summary from a run's TensorBoard events.
 
-:func:`load_scalars` reads every event file under RUN_DIR (recursively) and merges them: points are sorted by
-step and, when two files hold the same tag and step (a resumed run), the later-written point wins.
+:func:`load_scalars` reads the event files of one run under RUN_DIR (recursively) and merges them: points are
+sorted by step and, when two files hold the same tag and step (a resumed run), the later-written point wins.
+
+Two runs written into one folder are told apart, never merged (:func:`log_runs`): each log folder (transformers
+opens ``runs/<time>_<host>`` per process; a resume continues the earlier one) is taken in the order it was first
+written, and a folder whose first step is not after the current run's first step starts a new run (a run starts
+from the beginning; a resume in a new folder starts later). The report covers the latest run and names the others.
 
 Per-source tags have one form, the one the monitor emits: ``train/source/<ds>/<metric>`` and
 ``eval/source/<ds>/<metric>`` (:func:`orsta_trl.monitor.source_metrics.parse_tag`).
@@ -30,22 +35,53 @@ def event_files(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in Path(run_dir).rglob("*") if p.is_file() and "tfevents" in p.name)
 
 
-def load_scalars(run_dir: str | Path) -> dict[str, Series]:
-    """``{tag: [(step, value), ...]}`` over every event file under ``run_dir``, sorted by step."""
+def _events(path: Path) -> list[tuple[str, int, float, float]]:
+    """(tag, step, wall_time, value) of every scalar in one event file."""
     from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
 
+    accumulator = EventAccumulator(str(path), size_guidance={SCALARS: 0})
+    accumulator.Reload()
+    return [
+        (tag, e.step, e.wall_time, float(e.value))
+        for tag in accumulator.Tags().get(SCALARS, [])
+        for e in accumulator.Scalars(tag)
+    ]
+
+
+def log_runs(run_dir: str | Path) -> list[list[Path]]:
+    """The event files under ``run_dir``, one list per run, oldest run first (see the module docstring)."""
+    folders: dict[Path, list[Path]] = defaultdict(list)
+    for path in event_files(run_dir):
+        folders[path.parent].append(path)
+    starts = {}  # folder -> (first wall time, first step)
+    for folder, files in folders.items():
+        events = [e for path in files for e in _events(path)]
+        starts[folder] = (min((e[2] for e in events), default=0.0), min((e[1] for e in events), default=0))
+    runs: list[list[Path]] = []
+    first_step = None
+    for folder in sorted(folders, key=lambda f: (starts[f], str(f))):
+        step = starts[folder][1]
+        if first_step is None or step <= first_step:  # starts from the beginning again: another run
+            runs.append([])
+            first_step = step
+        runs[-1].extend(folders[folder])
+    return runs
+
+
+def load_scalars(run_dir: str | Path, files: list[Path] | None = None) -> dict[str, Series]:
+    """``{tag: [(step, value), ...]}`` over ``files`` (default: the latest run's under ``run_dir``), by step."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise MissingFileError(f"no such run directory: {run_dir}")
+    if files is None:
+        runs = log_runs(run_dir)
+        files = runs[-1] if runs else []
     points: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)  # tag -> step -> (wall_time, value)
-    for path in event_files(run_dir):
-        accumulator = EventAccumulator(str(path), size_guidance={SCALARS: 0})
-        accumulator.Reload()
-        for tag in accumulator.Tags().get(SCALARS, []):
-            for event in accumulator.Scalars(tag):
-                previous = points[tag].get(event.step)
-                if previous is None or event.wall_time >= previous[0]:
-                    points[tag][event.step] = (event.wall_time, float(event.value))
+    for path in files:
+        for tag, step, wall_time, value in _events(path):
+            previous = points[tag].get(step)
+            if previous is None or wall_time >= previous[0]:
+                points[tag][step] = (wall_time, value)
     return {
         tag: [(step, value) for step, (_, value) in sorted(by_step.items())]
         for tag, by_step in points.items()
@@ -181,16 +217,20 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     """Plots and a summary table from a run's TensorBoard event files.
 
     Args:
-        run_dir: the run's ``output_dir`` (event files are found recursively, resumed runs merged).
+        run_dir: the run's ``output_dir`` (event files are found recursively, resumed runs merged; of several
+            runs in one folder, the latest, with a note naming the others).
         out_dir: where to write (default ``RUN_DIR/report``).
 
     Returns:
         The folder holding ``source_<data_source>.png`` per source and ``summary.md``.
     """
-    return _write(Path(run_dir), out_dir, load_scalars(run_dir))
+    runs = log_runs(run_dir) if Path(run_dir).is_dir() else []
+    return _write(
+        Path(run_dir), out_dir, load_scalars(run_dir, runs[-1] if runs else None), runs_note(run_dir, runs)
+    )
 
 
-def _write(run_dir: Path, out_dir, scalars: dict[str, Series]) -> Path:
+def _write(run_dir: Path, out_dir, scalars: dict[str, Series], note: str = "") -> Path:
     if not event_files(run_dir):
         raise MissingFileError(f"no TensorBoard event files under {run_dir}")
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
@@ -205,11 +245,30 @@ def _write(run_dir: Path, out_dir, scalars: dict[str, Series]) -> Path:
     text = f"# Run report: {run_dir}\n\n" + format_summary(scalars) + "\n"
     if sources:
         text += "\n## Plots\n\n" + "".join(f"- `{s}`: [{names[s]}]({names[s]})\n" for s in sources)
+    if note:
+        text += "\n" + note + "\n"
     viewer = run_dir / "viewer.html"
     if viewer.is_file():
         text += "\n" + viewer_link(out, viewer)
     (out / "summary.md").write_text(text, encoding="utf-8")
     return out
+
+
+def runs_note(run_dir: str | Path, runs: list[list[Path]]) -> str:
+    """A note naming every run's log folders when ``run_dir`` holds more than one ("" for one run)."""
+    if len(runs) < 2:
+        return ""
+    root = Path(run_dir)
+    lines = [
+        f"  {'latest (reported)' if i == len(runs) - 1 else f'run {i + 1}':<18} "
+        + ", ".join(sorted({str(p.parent.relative_to(root)) for p in files}))
+        for i, files in enumerate(runs)
+    ]
+    return (
+        f"{root} holds the logs of {len(runs)} separate runs; the report covers the latest only:\n"
+        + "\n".join(lines)
+        + f"\n(report an earlier one with `orsta-trl report {root}/<its folder>`)"
+    )
 
 
 def viewer_link(report_dir: Path, page: Path) -> str:
@@ -222,8 +281,12 @@ def viewer_link(report_dir: Path, page: Path) -> str:
 
 def report_main(run_dir: str | Path, out_dir: str | Path | None = None) -> int:
     """What ``orsta-trl report`` runs: write the report, print the summary, return the exit status."""
-    scalars = load_scalars(run_dir)
-    out = _write(Path(run_dir), out_dir, scalars)
+    runs = log_runs(run_dir) if Path(run_dir).is_dir() else []
+    scalars = load_scalars(run_dir, runs[-1] if runs else None)
+    note = runs_note(run_dir, runs)
+    out = _write(Path(run_dir), out_dir, scalars, note)
+    if note:
+        print(note + "\n")
     print(format_summary(scalars))
     print(f"\nreport written to {out}")
     return 0

@@ -140,7 +140,7 @@ def compute_metrics(
             groups[r.group].append(r.reward)
         for rewards in groups.values():
             _add(acc, "groups/zero_spread", float(max(rewards) == min(rewards)))
-        add_tool_metrics(acc, items)  # tools/... (issue 11): only rows from the tool loop
+        add_tool_metrics(acc, items)  # tools/...: only rows from the tool loop
         out.update({(source, metric): (num, den) for metric, (num, den) in acc.items()})
     return _share_of_all(out)
 
@@ -182,6 +182,17 @@ def finalize(sums: Mapping[Key, tuple[float, float]], split: str = "train") -> l
         for (source, metric), (num, den) in sorted(sums.items())
         if den > 0
     ]
+
+
+def eval_metrics(
+    rows: Iterable[Sample], correct_threshold: float = 1.0, reflection_words=DEFAULT_REFLECTION_WORDS
+) -> list[MetricRow]:
+    """The per-source metric rows (split ``eval``) over all samples (gathered from every rank).
+
+    ``groups/zero_spread`` is left out: with one greedy completion per prompt every group is trivially flat.
+    """
+    metrics = finalize(compute_metrics(rows, correct_threshold, reflection_words), split="eval")
+    return [row for row in metrics if row.metric != "groups/zero_spread"]
 
 
 def is_metric(name: str) -> bool:

@@ -20,7 +20,8 @@ import math
 import warnings
 from typing import Any
 
-from orsta_trl.keys import nearest, unknown_key_message
+from orsta_trl import keys
+from orsta_trl.keys import unknown_key_message
 
 
 class RecipeProblems(ValueError):
@@ -32,9 +33,8 @@ class RecipeProblems(ValueError):
 
 
 def not_one_of(key: str, value: Any, valid) -> str:
-    """``loss_type: 'dapoo' is not one of [...] (did you mean 'dapo'?)``."""
-    hint = nearest(str(value), [str(v) for v in valid])
-    return f"{key}: {value!r} is not one of {list(valid)}" + (f" (did you mean {hint!r}?)" if hint else "")
+    """``loss_type: 'dapoo' is not one of [...] (did you mean 'dapo'?)`` (the wording: :func:`keys.not_one_of`)."""
+    return f"{key}: {keys.not_one_of(value, valid)}"
 
 
 #: GRPOConfig keys whose values TRL 1.16 checks only once the trainer is built (or never).
@@ -162,6 +162,7 @@ def settings_problems(settings: Any) -> list[str]:
     mapping, ``iou_schedule`` a tuple of pairs, and a mixture (``datasets``) fills ``train_files``.
     """
     _as_list(settings, "train_files", "eval_datasets", "prompt_pool_verifiers", "tools", "tool_modules")
+    _as_list(settings, "verifier_modules", "reward_funcs")
     problems: list[str] = []
     for section in (_data, _rewards, _evaluation, _monitor, _tools, _warmup):
         problems += section(settings)
@@ -207,11 +208,18 @@ def _data(s: Any) -> list[str]:
 
 
 def _rewards(s: Any) -> list[str]:
-    """Pixel bounds, worker limits, the IoU schedule (a decreasing one is warned about) and the judges."""
+    """Pixel bounds, worker limits, the IoU schedule (a decreasing one is warned about), the judges, and the user's
+    verifiers (``verifier_modules``, ``reward_funcs``: imported and registered now, so that records can name them)."""
+    from orsta_trl.errors import RecipeError
     from orsta_trl.rewards.judges import judge_configs
+    from orsta_trl.verifiers.registry import load_user_verifiers
     from orsta_trl.verifiers.schedule import validate_schedule
 
     problems = []
+    try:
+        load_user_verifiers(s.verifier_modules, s.reward_funcs)
+    except RecipeError as exc:
+        problems.append(str(exc))
     if s.min_pixels <= 0 or s.max_pixels < s.min_pixels:
         problems.append(f"need 0 < min_pixels <= max_pixels, got {s.min_pixels} and {s.max_pixels}")
     if s.reward_timeout_s <= 0:
@@ -283,3 +291,55 @@ def _warmup(s: Any) -> list[str]:
     if "{answer}" not in s.warmup_sft_template:
         problems.append(f"warmup_sft_template must contain {{answer}}, got {s.warmup_sft_template!r}")
     return problems
+
+
+def path_problems(recipe: Any, *, files: bool = True) -> list[str]:
+    """The recipe's local paths: the model folder, the output folder's place, and (``files``) every train and
+    eval file. Hub names (``org/name``, ``org/name[:split]``) are left to the hub, as training does.
+
+    Args:
+        recipe: a loaded :class:`~orsta_trl.recipe.Recipe`.
+        files: also check ``train_files`` (``datasets``' paths) and ``eval_datasets``.
+
+    Returns:
+        One line per problem, naming the key and the path.
+    """
+    from pathlib import Path
+
+    problems = []
+    name = recipe.model.model_name_or_path
+    if name:
+        from orsta_trl.models.paths import missing_model_message
+
+        problem = missing_model_message(name)  # a mistyped folder fails here, not after 25 s of hub retries
+        if problem and "has no config.json" in problem:
+            problems.append(f"model_name_or_path: {problem}")
+        elif problem:
+            problems.append(
+                f"model_name_or_path: {problem}, and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
+            )
+    out = Path(recipe.grpo.output_dir)
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        problems.append(f"output_dir: {existing} is a file, so {out} cannot be created")
+    if files:
+        for key in ("train_files", "eval_datasets"):
+            for item in getattr(recipe.orsta, key):
+                if isinstance(item, str) and not _dataset_exists(item):
+                    problems.append(
+                        f"{key}: {item}: no such file (relative paths start at {Path.cwd()}), "
+                        "and not a hub dataset name like 'org/name[:split]'"
+                    )
+    return problems
+
+
+def _dataset_exists(item: str) -> bool:
+    """A file that exists, or a name that can only be a hub dataset (``org/name[:split]``, no file suffix)."""
+    from pathlib import Path
+
+    if Path(item).expanduser().exists():
+        return True
+    name = item.partition(":")[0]
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and Path(name).suffix not in (
+        ".jsonl", ".json", ".parquet",
+    )  # fmt: skip

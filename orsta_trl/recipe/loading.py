@@ -118,14 +118,21 @@ def load_recipe(
     (3, True)
     """
     values: dict[str, Any] = dict(read_recipe_file(path)) if path is not None else {}
-    if isinstance(overrides, list):
+    from_command_line = isinstance(overrides, list)
+    if from_command_line:
         overrides = parse_overrides(overrides)
+    owners = recipe_fields()
+    origin = "command-line override --" if from_command_line else "override "
+    for where, given in ((origin, overrides), ("keyword argument ", keys)):
+        for key in given or {}:  # a typo here is not the recipe file's: name where it was typed
+            if key not in owners:
+                raise RecipeError(f"{where}{key}: " + unknown_key_message("recipe key", key, owners))
     values.update(overrides or {})
     values.update(keys)
     return build_recipe(values, path=str(path) if path else None, check=check)
 
 
-def _problem_report(where: str, problems: list[str]) -> RecipeError:
+def problem_report(where: str, problems: list[str]) -> RecipeError:
     """One problem on one line; several as a list under a count (``check-recipe`` prints it as it is)."""
     if len(problems) == 1:
         return RecipeError(where + problems[0])
@@ -169,7 +176,7 @@ def build_recipe(values: dict[str, Any], path: str | None = None, *, check: bool
             problems[cls].append(str(exc))
     found = list(dict.fromkeys(p for listed in problems.values() for p in listed))
     if found:
-        raise _problem_report(where, found)
+        raise problem_report(where, found)
     grpo = built[GRPOConfig]
     for key, value in restore.items():
         setattr(grpo, key, value)
@@ -188,7 +195,7 @@ def orsta_config_from(path: str | Path | None) -> OrstaConfig:
     try:
         return OrstaConfig(**{k: v for k, v in values.items() if k in names})
     except RecipeProblems as exc:
-        raise _problem_report(f"{path}: ", exc.problems) from None
+        raise problem_report(f"{path}: ", exc.problems) from None
     except (TypeError, ValueError) as exc:
         raise RecipeError(f"{path}: {exc}") from None
 

@@ -40,10 +40,12 @@ class Sample:
     #: The tool loop's record of this rollout (``tool_outcomes``, ``tool_names``, ``turns``, ``hit_limit``;
     #: :func:`orsta_trl.rewards.rollout.read_rollout`), None outside tool use.
     tools: Mapping | None = None
+    #: What lies behind ``reason`` (a judge's unparsable reply, shortened), for the dumps; None otherwise.
+    detail: str | None = None
 
     @property
     def verdict(self) -> Verdict:
-        return Verdict(self.accuracy, self.format, dict(self.parts), self.reason)
+        return Verdict(self.accuracy, self.format, dict(self.parts), self.reason, self.detail)
 
     def with_generation(self, length: int, truncated: bool, group: object = None) -> Sample:
         """This sample with what generation knows added."""

@@ -28,7 +28,8 @@ template and its number means nothing certain. For ``yes_no``: a labelled verdic
 neither is ``judge_unparsable``.
 
 Parts: ``judge_score`` (the mapped score) and ``judge_valid`` (1 when the reply could be read). Reasons:
-``no_answer`` (an empty answer: the judge is not asked), ``judge_unparsable``, and the rewards layer's
+``no_answer`` (an empty answer: the judge is not asked), ``judge_unparsable`` (the reply, shortened, is kept as
+the verdict's ``detail``, in the dumps), and the rewards layer's
 ``judge_timeout`` and ``judge_error`` (no reply at all). ``accuracy`` is the score; ``format`` is 1 when the
 completion had a non-empty answer.
 
@@ -198,6 +199,12 @@ def parse_reply(reply: str, parse: str = "number", scale: tuple[float, float] = 
     return (value - low) / (high - low)
 
 
+def shorten(reply: str, limit: int = 200) -> str:
+    """A judge's reply as kept behind ``judge_unparsable``: one line, at most ``limit`` characters."""
+    flat = " ".join(reply.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 def _yes_no(text: str) -> float | None:
     labelled = _VERDICT_RE.findall(text)
     if labelled:
@@ -209,10 +216,22 @@ def _yes_no(text: str) -> float | None:
     return found.pop() if len(found) == 1 else None
 
 
+def question_text(prompt: list[dict]) -> str:
+    """The question the judge sees: the text of the user messages of a record's prompt (images are not shown)."""
+    return "\n".join(
+        part["text"]
+        for message in prompt
+        if message["role"] == "user"
+        for part in message["content"]
+        if part.get("type") == "text"
+    ).strip()
+
+
 class JudgeVerifier(Verifier):
     """A model's grade of the answer, asked by the rewards layer; this object builds prompts and reads replies."""
 
     name = "judge"
+    grader = "judge"  # the rewards layer asks the recipe's judges (rewards/judging.py)
     answer_policy = "answer_tag_or_text"
     Params = JudgeParams
     parts = PARTS
@@ -251,10 +270,15 @@ class JudgeVerifier(Verifier):
         answer = (extract(text, self.answer_policy) or "").strip()[: params.max_answer_chars]
         return answer.encode("utf-8", "replace").decode("utf-8")
 
-    def request(self, text: str, gold: JudgeGold, params: JudgeParams, question: str) -> str | None:
+    def prompt(self, text: str, gold: JudgeGold, params: JudgeParams, question: str) -> str | None:
         """The prompt to send to the judge for this completion, or None when there is no answer to grade."""
         answer = self.answer(text, params)
         return build_prompt(params.template, question, gold, answer) if answer else None
+
+    def request(self, text: str, gold: JudgeGold, params: JudgeParams, record: Any) -> tuple[str, str] | None:
+        """The grader seam: (judge name, prompt) for this completion, or None when there is no answer."""
+        prompt = self.prompt(text, gold, params, question_text(record.prompt))
+        return None if prompt is None else (params.judge, prompt)
 
     def score(
         self, text: str, gold: JudgeGold, params: JudgeParams, ctx: Context, reply: str | None = None
@@ -267,5 +291,7 @@ class JudgeVerifier(Verifier):
             return Verdict(0.0, 0.0, dict.fromkeys(PARTS, 0.0), reason="judge_error")
         value = parse_reply(reply, params.parse, params.scale)
         if value is None:
-            return Verdict(0.0, 1.0, dict.fromkeys(PARTS, 0.0), reason="judge_unparsable")
+            return Verdict(
+                0.0, 1.0, dict.fromkeys(PARTS, 0.0), reason="judge_unparsable", detail=shorten(reply)
+            )
         return Verdict(value, 1.0, {"judge_score": value, "judge_valid": 1.0})

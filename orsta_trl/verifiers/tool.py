@@ -10,10 +10,16 @@ blocks (Qwen style), tool outputs as ``<tool_response>...</tool_response>`` bloc
 * ``format``: the share of three holds: (1) a think block comes before the first tool call (or there is a
   think block and no call); (2) every call is followed by its output before the next call; (3) exactly one
   answer block, at the very end (only whitespace after ``</answer>``).
-* ``tool_success`` part: successful calls / calls. With no call, 1 unless ``params.require_tool``, then 0.
+* ``tool_success`` part: successful calls / calls (ARTIST). With no call the ratio is 0/0, undefined in ARTIST;
+  it scores 0 by default (``params.require_tool: true``), 1 with ``require_tool: false``. Why 0: this part exists
+  to teach calling. Scoring 0/0 as 1 gives every completion that never calls the full tool reward for free, so a
+  group that answers without calling has no spread on it, a group mixing good calls and no calls has none
+  either, and a failed call (0) scores below not trying (1): the policy is pushed away from calling. With 0, a
+  successful call always beats no call. Set ``require_tool: false`` where calling is optional and should not
+  be pushed (a record the model can answer without tools).
 
-Call outcomes come from :func:`transcript_outcomes` (an output whose text starts with ``Error`` is a failure,
-as is a call with no output). Multi-turn training that knows the real outcomes puts them in the context's
+Call outcomes come from :func:`transcript_outcomes` (an output that :func:`reports_failure` is a failure, as is
+a call with no output). Multi-turn training that knows the real outcomes puts them in the context's
 rollout slot (``ctx.rollout["tool_outcomes"]``, one bool per call), which wins over the transcript.
 
 The answer verifier is resolved once, when the record is prepared, from the registry handed to the constructor;
@@ -55,12 +61,19 @@ def _call_outputs(events: list[tuple[int, str, str]]) -> list[str | None]:
     return found
 
 
+def reports_failure(text: str) -> bool:
+    """The one rule for a tool result's text: one that starts with ``Error`` (after whitespace) reports a failed
+    call. Tools write their failures so (``Error: ...``), the tool loop reads them so, and so does this verifier.
+
+    >>> reports_failure("  Error: division by zero"), reports_failure("42 (no Error here)")
+    (True, False)
+    """
+    return str(text).lstrip().startswith("Error")
+
+
 def transcript_outcomes(text: str, params: ToolParams) -> list[bool]:
     """Per tool call, whether it succeeded, read from the outputs in the transcript."""
-    return [
-        out is not None and not out.lstrip().startswith("Error")
-        for out in _call_outputs(_events(text, params))
-    ]
+    return [out is not None and not reports_failure(out) for out in _call_outputs(_events(text, params))]
 
 
 def rollout_scores(text: str, params: ToolParams, outcomes: Sequence[bool] | None = None) -> dict:
@@ -99,7 +112,7 @@ class ToolParams:
     answer_params: Mapping = field(default_factory=dict)
     call_tag: str = "tool_call"
     output_tag: str = "tool_response"
-    require_tool: bool = False
+    require_tool: bool = True  # no call scores tool_success 0 (see the module docstring)
 
     def __post_init__(self) -> None:
         if (
@@ -185,4 +198,4 @@ class ToolVerifier(Verifier):
             verdict = inner.score(wrapped, gold.gold, gold.params, ctx, slow=slow)
         else:
             verdict = inner.score(wrapped, gold.gold, gold.params, ctx)
-        return Verdict(verdict.accuracy, s["format"], parts, reason=verdict.reason)
+        return Verdict(verdict.accuracy, s["format"], parts, reason=verdict.reason, detail=verdict.detail)

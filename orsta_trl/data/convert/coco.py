@@ -53,6 +53,35 @@ def _prompt(text: str) -> list[dict]:
     ]
 
 
+def _read_coco(path: Path) -> tuple[dict, list, list]:
+    """(category id → name, images, annotations) of a COCO instances file."""
+    if not path.is_file():
+        raise MissingFileError(f"{path}: no such COCO annotation file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {c["id"]: c["name"] for c in data["categories"]}, data["images"], data.get("annotations", [])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{path}: not a COCO instances file (needs images, annotations, categories): {exc}"
+        ) from None
+
+
+def _usable_boxes(anns: list, categories: dict, notes) -> list[dict]:
+    """One image's boxes as ``{"bbox_2d": [x1, y1, x2, y2], "label"}``; crowd, empty and unknown ones counted out."""
+    boxes = []
+    for ann in anns:
+        if ann.get("iscrowd"):
+            notes["crowd annotation left out"] += 1
+            continue
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        if w <= 0 or h <= 0 or ann.get("category_id") not in categories:
+            notes["box with no area or unknown category left out"] += 1
+            continue
+        boxes.append({"bbox_2d": [round(x, 2), round(y, 2), round(x + w, 2), round(y + h, 2)],
+                      "label": categories[ann["category_id"]]})  # fmt: skip
+    return boxes
+
+
 def coco(
     annotations: str | Path,
     out: str | Path,
@@ -76,17 +105,7 @@ def coco(
     if per not in ("image", "category"):
         raise DataError(f"coco: per must be 'image' or 'category', got {per!r}")
     path = Path(annotations)
-    if not path.is_file():
-        raise MissingFileError(f"{path}: no such COCO annotation file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        categories = {c["id"]: c["name"] for c in data["categories"]}
-        images = data["images"]
-        anns = data.get("annotations", [])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(
-            f"{path}: not a COCO instances file (needs images, annotations, categories): {exc}"
-        ) from None
+    categories, images, anns = _read_coco(path)
     folder = Path(images_dir) if images_dir else path.parent
     writer = Writer(out)
     by_image = defaultdict(list)
@@ -98,17 +117,7 @@ def coco(
             yield f"{path}:images[{index}]", image
 
     def records(location: str, image: dict):
-        boxes = []
-        for ann in by_image.get(image["id"], []):
-            if ann.get("iscrowd"):
-                writer.report.notes["crowd annotation left out"] += 1
-                continue
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            if w <= 0 or h <= 0 or ann.get("category_id") not in categories:
-                writer.report.notes["box with no area or unknown category left out"] += 1
-                continue
-            boxes.append({"bbox_2d": [round(x, 2), round(y, 2), round(x + w, 2), round(y + h, 2)],
-                          "label": categories[ann["category_id"]]})  # fmt: skip
+        boxes = _usable_boxes(by_image.get(image["id"], []), categories, writer.report.notes)
         if not boxes:
             raise Skip("no_boxes", f"image {image['id']} has no usable box")
         file = folder / image["file_name"]
