@@ -172,6 +172,7 @@ class MathParams:
 
 class MathVerifier(Verifier):
     name = "math"
+    short_answer = True
     answer_policy = "boxed_region"
     Params = MathParams
     isolated = True
