@@ -33,6 +33,7 @@ import math
 import numbers
 import pickle
 import sys
+import threading
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -221,7 +222,7 @@ class RewardFunctionVerifier(Verifier):
         try:
             values = self.fn(prompts=prompts, completions=completions, **kwargs)
             if inspect.isawaitable(values):  # TRL allows async reward functions
-                values = asyncio.run(_awaited(values))
+                values = _run_on_loop(_awaited(values))
             values = list(values)
         except Exception as exc:  # a bug in the function scores the batch 0, it never stops training
             return [GraderFailure(f"verifier_error:{type(exc).__name__}", str(exc))] * len(rows)
@@ -241,6 +242,22 @@ class RewardFunctionVerifier(Verifier):
 
 async def _awaited(awaitable):
     return await awaitable
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _run_on_loop(coroutine) -> Any:
+    """Run ``coroutine`` on one long-lived event loop in a daemon thread, as TRL runs its async rewards: works
+    inside Jupyter (whose loop is already running, so ``asyncio.run`` would raise) and keeps clients bound to a
+    loop (an ``AsyncOpenAI`` made once) usable across batches."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="orsta-async-rewards", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coroutine, _LOOP).result()
 
 
 def check_params(signature: inspect.Signature, raw: dict, name: str, hints: Mapping[str, Any]) -> dict:
