@@ -307,6 +307,19 @@ def test_an_async_reward_function_runs_inside_a_running_event_loop_and_keeps_its
     assert len(asyncrewards.LOOPS) == 1
 
 
+def test_a_reward_function_that_requires_trainer_arguments_is_refused_at_load(user_folder):
+    """Such a function would fail on every batch (``score`` and ``eval`` have no completion ids): refuse it now."""
+    (user_folder / "needs_ids.py").write_text(
+        "def overlong(completions, completion_ids, **kwargs):\n    return [0.0] * len(completions)\n\n"
+        "def fine(completions, completion_ids=None, **kwargs):\n    return [1.0] * len(completions)\n"
+    )
+    with pytest.raises(
+        RecipeError, match="overlong requires completion_ids, which only TRL's trainer passes"
+    ):
+        _recipe(user_folder, reward_funcs=["needs_ids.overlong"])
+    _recipe(user_folder, reward_funcs=["needs_ids.fine"])  # a default is fine
+
+
 def test_register_verifier_from_python(user_folder):
     def brevity(completion: str, ground_truth, limit: int = 10) -> float:
         return float(len(completion) <= limit)

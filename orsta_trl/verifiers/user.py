@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orsta_trl.errors import RecipeError
 from orsta_trl.keys import unknown_key_message
 from orsta_trl.verifiers.base import (
     NOT_APPLICABLE,
@@ -203,6 +204,7 @@ class RewardFunctionVerifier(Verifier):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "reward_func")
         self.grader = f"reward_func:{self.name}"
+        _refuse_trainer_arguments(fn, self.name)
         self.short_answer = bool(
             short_answer if short_answer is not None else getattr(fn, "short_answer", False)
         )
@@ -238,6 +240,32 @@ class RewardFunctionVerifier(Verifier):
         if reply is NOT_RUN:
             reply = self.grade([BatchRow(text, gold)])[0]
         return verdict_from(reply, ())
+
+
+#: What TRL's trainer passes a reward function that scoring outside the trainer (``score``, ``eval``, the router's
+#: text-only batches) cannot: a function that *requires* one would fail on every batch, so it is refused at load.
+TRAINER_ONLY_ARGUMENTS = ("completion_ids", "trainer_state", "log_extra", "log_metric")
+
+
+def _refuse_trainer_arguments(fn: Callable, name: str) -> None:
+    """A `RecipeError` now, naming the function, when it requires an argument only TRL's trainer can give."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+        return
+    needed = [
+        p.name
+        for p in parameters
+        if p.name in TRAINER_ONLY_ARGUMENTS
+        and p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if needed:
+        raise RecipeError(
+            f"reward_funcs: {name} requires {', '.join(needed)}, which only TRL's trainer passes; orsta-trl calls "
+            "reward functions with completions, prompts, solution and the record's columns. Give the argument a "
+            "default or write it as a per-sample verifier (verifier_modules)"
+        )
 
 
 async def _awaited(awaitable):
