@@ -33,7 +33,7 @@ demo/data/data.jsonl: | setup
 demo/eval/data.jsonl: | setup
 	$(PY) -m orsta_trl.cli synth demo/eval --n 4 --seed 1
 
-# The demo's tasks (issue 15): one large shape on a 112x112 canvas, name its colour or its shape.
+# The demo's tasks: one large shape on a 112x112 canvas, name its colour or its shape.
 DEMO_TASKS := colour,shape
 
 demo/easy/data.jsonl: | setup
