@@ -100,7 +100,10 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
     dataset = sft_rows(records, orsta.warmup_sft_template, vision=vision)
     say(f"warm-up: {steps} SFT steps on {len(records)} records from {name}")
 
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
+
+    from orsta_trl.monitor.writing import console_callback
 
     processor = load_processor(name, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels, vision=vision)
     model = load_model(name, vision=vision, dtype=recipe.model.dtype)
@@ -122,9 +125,12 @@ def sft_warmup(recipe: Recipe, out_dir: str | Path, *, steps: int | None = None)
         save_strategy="no",
         report_to="none",
         logging_steps=max(1, steps // 10),
-        disable_tqdm=True,
+        disable_tqdm=False,  # transformers' progress bar, with one compact line per log
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor)
+    for printer in (ProgressCallback, PrinterCallback):
+        if trainer.pop_callback(printer) is not None:
+            trainer.add_callback(console_callback(printer)())
     trainer.train()
     out = Path(out_dir)
     trainer.model.save_pretrained(out)

@@ -5,9 +5,10 @@ Faults, chosen by environment variables (each a training step, 1-based):
 
 * ``FAULT_SIGKILL_AT_STEP``: the process SIGKILLs itself right after that step's training log reached the
   loggers (TensorBoard has flushed it), i.e. mid-run, after the checkpoint before it;
-* ``FAULT_SIGINT_IN_SAVE_AT_STEP``: Ctrl-C as a terminal sends it (SIGINT to the whole process group: the
-  trainer and its reward workers) while the checkpoint of that step is half-written (model saved, trainer
-  state not yet);
+* ``FAULT_PAUSE_IN_SAVE_AT_STEP``: while the checkpoint of that step is half-written (model saved, trainer
+  state not yet), prints the line :data:`PAUSED` and waits (up to 10 minutes) in a plain sleep, for the test
+  to press Ctrl-C as a terminal does (SIGINT to the whole process group: the trainer and its reward workers).
+  The test sends it once it has read the line: an event, never a guess at how long the run takes;
 * ``FAULT_SERVER=1``: starts a stand-in for a tool or judge server (``python -m http.server`` on loopback, in
   its own session so that a Ctrl-C does not reach it) and registers its stop as a shutdown hook;
 * ``FAULT_MODEL_STATES=1``: at the end of training each rank prints ``[model-states] {json}``, the bytes of
@@ -24,6 +25,7 @@ import faulthandler
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -89,10 +91,17 @@ def _patched_init(self, *args, **kwargs):
         self.add_callback(_ModelStates(self))
 
 
+PAUSED = "[fault] paused in a half-written checkpoint"
+
+
 def _patched_save_model(self, output_dir=None, _internal_call=False):
     _save_model(self, output_dir, _internal_call)
-    if _internal_call and self.state.global_step == _step("FAULT_SIGINT_IN_SAVE_AT_STEP"):
-        os.killpg(os.getpgid(0), signal.SIGINT)
+    if _internal_call and self.state.global_step == _step("FAULT_PAUSE_IN_SAVE_AT_STEP"):
+        print(PAUSED, flush=True)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:  # the SIGINT raises KeyboardInterrupt here, in the main thread
+            time.sleep(0.05)
+        raise RuntimeError("no SIGINT came within 10 minutes")
 
 
 def _patched_record(self, samples, **kwargs):

@@ -3,7 +3,9 @@
 
 ``transformers serve`` is tested as a judge too (``tests/test_judge.py``), but it cannot be told to sleep or to
 fail, nor report what it saw; this server can. Knobs for the tests: ``delay_s`` (sleep
-before answering), ``fail`` (a predicate on the request number, 1-based: answer HTTP 503 instead), and what it
+before answering), ``fail`` (a predicate on the request number, 1-based: answer HTTP 503 instead),
+``models_status`` (the HTTP status of ``GET /v1/models``: 500 as ``transformers serve`` answers without a hub
+cache), and what it
 observed: ``requests``, ``max_in_flight`` (requests being served at the same time), ``auth`` (Authorization
 headers seen).
 """
@@ -17,13 +19,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class JudgeServer:
-    def __init__(self, model_dir, served_name: str = "tiny-judge", delay_s: float = 0.0, fail=None):
+    def __init__(
+        self,
+        model_dir,
+        served_name: str = "tiny-judge",
+        delay_s: float = 0.0,
+        fail=None,
+        models_status: int = 200,
+    ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-        self.served_name, self.delay_s, self.fail = served_name, delay_s, fail
+        self.served_name, self.delay_s, self.fail, self.models_status = (
+            served_name,
+            delay_s,
+            fail,
+            models_status,
+        )
         self.requests = self.in_flight = self.max_in_flight = 0
         self.auth: list[str | None] = []
         self._lock, self._generate_lock = threading.Lock(), threading.Lock()
@@ -42,7 +56,9 @@ class JudgeServer:
                 self.wfile.write(data)
 
             def do_GET(self):
-                if self.path == "/v1/models":
+                if self.path == "/v1/models" and server.models_status != 200:
+                    self._send(server.models_status, {"error": "internal error"})
+                elif self.path == "/v1/models":
                     self._send(
                         200, {"object": "list", "data": [{"id": server.served_name, "object": "model"}]}
                     )

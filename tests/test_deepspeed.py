@@ -319,9 +319,13 @@ def test_zero3_killed_and_resumed_on_two_nodes_equals_an_uninterrupted_run(tiny_
     full_dir, killed_dir = tmp_path / "full", tmp_path / "killed"
 
     full_out = Run(
-        full_dir, one_node("zero3.yaml"), zero3_settings(tiny_vl, data, eval_data, full_dir)
+        full_dir,
+        one_node("zero3.yaml"),
+        zero3_settings(tiny_vl, data, eval_data, full_dir),
+        env={"FAULT_MODEL_STATES": "1"},
     ).check()
     assert "2 process(es), DEEPSPEED" in full_out
+    check_model_states(full_out, tiny_vl, zero=3)
     # partitioned parameters report numel() == 0: the counts must still be the full model's
     assert single_process_counts(tiny_vl) in full_out
     # a checkpoint each step, each with both ranks' ZeRO shards
@@ -381,6 +385,21 @@ def lora_records(path: Path) -> Path:
         }
         for i in range(4)
     ]
+    # edit distance to an English sentence: the random policy's word fragments score differently (0.2-0.25), so
+    # the groups' advantages are not zero and the adapter trains
+    rows += [
+        {
+            "id": f"s{i}",
+            "data_source": "sentence",
+            "prompt": [{"role": "user", "content": f"Describe scene {i}"}],
+            "reward": {
+                "verifier": "ocr",
+                "ground_truth": "the red square is above the blue circle",
+                "params": {"mode": "ned"},
+            },
+        }
+        for i in range(4)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -401,9 +420,9 @@ def test_lora_under_zero3_with_a_judge_and_reward_workers_resumes_and_merges(tin
         settings = {
             "model_name_or_path": tiny_lm,
             "train_files": [data],
-            "max_steps": 2,
+            "max_steps": 3,  # 3 steps x 2 ranks x 2 prompts: each of the 12 records once
             "save_steps": 1,
-            "save_total_limit": 2,
+            "save_total_limit": 3,
             "learning_rate": 1e-2,
             "logging_steps": 1,
             "eval_datasets": [],
@@ -420,7 +439,7 @@ def test_lora_under_zero3_with_a_judge_and_reward_workers_resumes_and_merges(tin
         assert "2 process(es), DEEPSPEED" in out
         assert "1 reward worker(s) per rank" in out
         # checkpoints hold the adapter, not the model
-        for step in (1, 2):
+        for step in (1, 2, 3):
             files = {p.name for p in (full_dir / f"checkpoint-{step}").iterdir()}
             assert "adapter_model.safetensors" in files and "model.safetensors" not in files, files
         # resume from the first checkpoint in a fresh folder: the same final adapter
@@ -433,7 +452,8 @@ def test_lora_under_zero3_with_a_judge_and_reward_workers_resumes_and_merges(tin
     adapter = load_file(str(full_dir / "adapter_model.safetensors"))
     assert not equal_weights(adapter, load_file(str(resumed_dir / "adapter_model.safetensors")))
     tags = scalar_tags(full_dir)
-    assert len(tags["train/source/captions/reward"]) == 2 and len(tags["train/source/arith/reward"]) == 2
+    assert all(tags[f"train/source/{source}/reward"] for source in ("captions", "arith", "sentence"))
+    assert min(tags["train/frac_reward_zero_std"]) < 1 and max(tags["train/grad_norm"]) > 0
     valid, scores = (
         tags["train/source/captions/part/judge_valid"],
         tags["train/source/captions/part/judge_score"],

@@ -12,11 +12,17 @@ from orsta_trl.errors import DataError
 def test_easy_tasks_are_deterministic_and_their_reference_answers_score_1(tmp_path):
     import orsta_trl
 
-    first = orsta_trl.synth(tmp_path / "a", n=6, seed=3, tasks=["colour", "shape", "position"])
-    again = orsta_trl.synth(tmp_path / "b", n=6, seed=3, tasks=["colour", "shape", "position"])
+    tasks = ["colour", "shape", "position", "locate"]
+    first = orsta_trl.synth(tmp_path / "a", n=6, seed=3, tasks=tasks)
+    again = orsta_trl.synth(tmp_path / "b", n=6, seed=3, tasks=tasks)
     assert first.read_bytes() == again.read_bytes()
     rows = [json.loads(line) for line in first.read_text().splitlines()]
-    assert {r["data_source"] for r in rows} == {"synth_colour", "synth_shape", "synth_position"}
+    assert {r["data_source"] for r in rows} == {
+        "synth_colour",
+        "synth_shape",
+        "synth_position",
+        "synth_locate",
+    }
     assert all((r["extra"]["width"], r["extra"]["height"]) == (112, 112) for r in rows)
     completions = [
         {
@@ -29,6 +35,40 @@ def test_easy_tasks_are_deterministic_and_their_reference_answers_score_1(tmp_pa
     assert [s.reward for s in orsta_trl.score([first], completions)] == [1.0] * len(rows)
     wrong = [{**c, "completion": "<answer>nothing</answer>"} for c in completions]
     assert all(s.accuracy == 0.0 for s in orsta_trl.score([first], wrong))
+
+
+def test_locate_boxes_are_tight_and_scored_by_iou_at_the_recipes_threshold(tmp_path):
+    """The grounding task's box is the drawn shape's pixels; a shifted box scores by the detection verifier."""
+    import numpy as np
+    from PIL import Image
+
+    import orsta_trl
+    from orsta_trl.verifiers.base import RewardSettings
+    from orsta_trl.verifiers.boxes import iou
+
+    data = orsta_trl.synth(tmp_path, n=8, seed=5, tasks=["locate"])
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for row in rows:
+        (gold,) = row["reward"]["ground_truth"]
+        pixels = np.asarray(Image.open(tmp_path / row["images"][0]).convert("RGB")).astype(int)
+        background = np.array(row["extra"]["background"])
+        ys, xs = np.nonzero(np.abs(pixels - background).sum(-1) > 60)  # the shape, not the light noise
+        assert gold["bbox_2d"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert 40 <= gold["bbox_2d"][2] - gold["bbox_2d"][0] <= 64
+        assert gold["label"] in row["prompt"][0]["content"][1]["text"]
+    x1, y1, x2, y2 = json.loads(rows[0]["extra"]["answer"])[0]["bbox_2d"]
+    shifted = [x1 + 6, y1, x2 + 6, y2]
+    overlap = iou(shifted, [x1, y1, x2, y2])
+    completion = {"id": rows[0]["id"], "data_source": "synth_locate",
+                  "completion": f'<answer>[{{"bbox_2d": {shifted}}}]</answer>'}  # fmt: skip
+    (hit,) = orsta_trl.score(
+        [data], [completion], settings=RewardSettings(iou_schedule=((0.0, overlap - 0.01),))
+    )
+    assert hit.accuracy == pytest.approx(0.7 * overlap + 0.3)
+    (miss,) = orsta_trl.score(
+        [data], [completion], settings=RewardSettings(iou_schedule=((0.0, overlap + 0.01),))
+    )
+    assert miss.accuracy == 0.0 and miss.reward == pytest.approx(0.1 / 1.1)
 
 
 def test_the_default_task_set_is_unchanged(tmp_path):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -59,6 +62,36 @@ def fault_run(settings: dict, env: dict, launcher=(), timeout=300) -> subprocess
     )
 
 
+def ctrl_c_when_paused(settings: dict, env: dict, timeout=600) -> subprocess.CompletedProcess:
+    """Run ``fault_train.py`` until it prints that it paused in a half-written checkpoint, then press Ctrl-C:
+    SIGINT to its process group, as a terminal does. Waits for that line, however slow the machine."""
+    args = [sys.executable, str(REPO / "tests/fault_train.py"), str(RECIPE)]
+    args += [f"--{k}={v}" for k, v in settings.items()]
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **env},
+            start_new_session=True,  # its own process group: the SIGINT of the test reaches only the run
+        )
+        # a run that never pauses fails the test, never hangs it
+        timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            lines = []
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("[fault] paused in a half-written checkpoint"):
+                    os.killpg(proc.pid, signal.SIGINT)
+            proc.wait()
+        finally:
+            timer.cancel()
+        stderr.seek(0)
+        return subprocess.CompletedProcess(args, proc.returncode, "".join(lines), stderr.read())
+
+
 def survivors(marker: str, wait_s: float = 10.0) -> list[psutil.Process]:
     """Processes still alive that inherited ``FAULT_MARKER=marker``, after up to ``wait_s`` for them to exit."""
     deadline = time.monotonic() + wait_s
@@ -88,8 +121,8 @@ def test_ctrl_c_keeps_no_half_written_checkpoint_and_stops_workers_and_servers(t
         "dump_completions": 0,
         "reward_workers": 2,
     }
-    env = {"FAULT_SIGINT_IN_SAVE_AT_STEP": "2", "FAULT_MARKER": marker, "FAULT_SERVER": "1"}
-    run = fault_run(settings, env)
+    env = {"FAULT_PAUSE_IN_SAVE_AT_STEP": "2", "FAULT_MARKER": marker, "FAULT_SERVER": "1"}
+    run = ctrl_c_when_paused(settings, env)
     assert run.returncode == 130, run.stdout[-2000:] + run.stderr[-4000:]
     assert "interrupted (Ctrl-C)" in run.stderr and "Traceback" not in run.stderr, run.stderr[-4000:]
     assert "reward worker(s)" in run.stdout  # the pool was running when the SIGINT came

@@ -81,15 +81,15 @@ def test_prompt_ground_truth_and_params():
         {"judge": "j", "template": "Q={question} R={reference} U={rubric} A={answer} {{x}}"}
     )
     gold = verifier.prepare({"rubric": "mentions the colour"}, params)
-    assert verifier.request("<answer> red </answer>", gold, params, "What colour?") == (
+    assert verifier.prompt("<answer> red </answer>", gold, params, "What colour?") == (
         "Q=What colour? R=(none) U=mentions the colour A=red {x}"
     )
     assert (
-        verifier.request("<answer>  </answer>", gold, params, "q") is None
+        verifier.prompt("<answer>  </answer>", gold, params, "q") is None
     )  # no answer: the judge is not asked
     assert build_prompt("{answer}", "", JudgeGold("r"), "x" * 5) == "xxxxx"
     cut = verifier.parse_params({"judge": "j", "max_answer_chars": 3, "template": "{answer}"})
-    assert verifier.request("abcdef", gold, cut, "q") == "abc"
+    assert verifier.prompt("abcdef", gold, cut, "q") == "abc"
     bad = [
         ({"template": "{answr}"}, "reward.params.template"),
         ({"template": "no answer field"}, "reward.params.template"),
@@ -295,14 +295,13 @@ def test_openai_judge_runs_requests_concurrently_up_to_the_bound(sevens_judge):
         router = RewardRouter(records, openai_settings(server.url, max_concurrency=3))
         try:
             router.start()
-            started = time.perf_counter()
             samples = router.score(records, ["an answer"] * 9)
-            elapsed = time.perf_counter() - started
         finally:
             router.close()
     assert [s.accuracy for s in samples] == pytest.approx([0.7] * 9)
+    # not one after another, as the server saw it: three requests in flight at once, never more (a wall-clock
+    # bound would say the same only on an idle machine)
     assert server.requests == 9 and server.max_in_flight == 3
-    assert elapsed < 9 * 0.4  # not one after another
     assert server.auth == [None] * 9  # no api_key_env: no key sent
 
 
@@ -313,7 +312,9 @@ def test_openai_judge_times_out_and_retries(sevens_judge, monkeypatch):
         try:
             started = time.perf_counter()
             samples = router.score(records, ["x", "y"])
-            assert time.perf_counter() - started < 2.5
+            # the 0.3 s limit fired (the reasons below), and the call did not wait for the server's 3 s answer;
+            # the 2.7 s between them is the margin for a loaded machine
+            assert time.perf_counter() - started < 3.0
         finally:
             router.close()
     assert [s.reason for s in samples] == ["judge_timeout", "judge_timeout"]
@@ -355,8 +356,10 @@ def test_openai_judge_that_cannot_answer_fails_before_training(sevens_judge, mon
             check_ready(records, openai_settings(url + "/", api_key_env="NO_SUCH_KEY_VAR"))
     started = time.perf_counter()
     with pytest.raises(NotReady, match=f"cannot reach {url}"):  # the server is gone: connection refused
-        check_ready(records, openai_settings(url, timeout_s=2))
-    assert time.perf_counter() - started < 5
+        check_ready(records, openai_settings(url, timeout_s=10))
+    # refused at once: a check that waited out its 10 s timeout (or retried) would take 10 s or more; the
+    # rest of those 10 s is the margin for a loaded machine
+    assert time.perf_counter() - started < 10
 
 
 def test_skip_hands_none_to_trl(sevens_judge):
@@ -396,9 +399,22 @@ def test_the_judge_recipe_serves_its_judge_apart_from_the_policy():
     assert (7 * recipe.grpo.per_device_train_batch_size) % recipe.grpo.num_generations == 0
 
 
+def test_readiness_falls_back_to_a_one_token_chat_when_models_fails(sevens_judge):
+    """A server whose ``GET /models`` fails (HTTP 500) is asked a one-token chat instead, and is ready when
+    that answers; when the chat fails too, it is not."""
+    records = many_records(1)
+    with JudgeServer(sevens_judge, models_status=500) as server:
+        check_ready(records, openai_settings(server.url))
+        assert server.requests == 1  # the one chat request (GET /models is not counted)
+    with JudgeServer(sevens_judge, models_status=500, fail=lambda n: True) as server:
+        with pytest.raises(NotReady, match="does not answer a chat request"):
+            check_ready(records, openai_settings(server.url))
+
+
 def test_openai_judge_against_transformers_serve(sevens_judge, tmp_path):
-    """``transformers serve`` (the serving extra, offline) as the judge server: readiness and scores. Its
-    ``/v1/models`` fails without a hub cache folder (HTTP 500), so readiness falls back to a one-token chat."""
+    """``transformers serve`` (the serving extra, offline) as the judge server: readiness and scores, whatever
+    its ``/v1/models`` answers (HTTP 500 without a hub cache folder in transformers 5.17; the fallback to a
+    one-token chat is tested on its own below)."""
     import os
     import socket
     import subprocess
@@ -448,9 +464,6 @@ def test_openai_judge_against_transformers_serve(sevens_judge, tmp_path):
                 }
             }
         )
-        assert (
-            httpx.get(f"{url}/models", timeout=10).status_code == 500
-        )  # the route readiness cannot use here
         router = RewardRouter(records, settings)
         try:
             router.start()  # ready: the one-token chat answered

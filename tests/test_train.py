@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -22,6 +23,14 @@ def test_two_steps_through_the_entry_point(tiny_vl, synth_data, tmp_path):
     result = train_cli(tiny_run(tiny_vl, data, out, max_steps=2, save_steps=2, learning_rate=1e-2), tmp_path)
     assert "trainable" in result.stdout and "vision tower" in result.stdout
     assert "per-source summary" in result.stdout and "synth_ocr" in result.stdout
+    # the console: one compact line per log, no dictionaries, no lone epoch lines, no token warning
+    console = result.stdout + result.stderr
+    assert re.search(r"^step 1/2  loss -?\d+\.\d{4}  reward \d\.\d{3}  std \d\.\d{3}  accuracy (\S+ \d\.\d{3}  )*synth_ocr \d\.\d{3}",
+                     console, re.MULTILINE), console[-3000:]  # fmt: skip
+    assert "{'" not in console and "'epoch'" not in console and "PAD/BOS/EOS" not in console
+    logged = [json.loads(line) for line in (out / "logs.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged if "loss" in entry] == [1, 2]  # every log in full, in the run
+    assert "source/synth_ocr/reward" in logged[0] and "epoch" in logged[0]
 
     before, after = load_file(tiny_vl / "model.safetensors"), load_file(out / "model.safetensors")
     vision = [k for k in before if k.startswith("visual.") or ".visual." in k]

@@ -17,6 +17,10 @@ from orsta_trl.verifiers.maths import MathVerifier
 from orsta_trl.verifiers.ocr import OcrVerifier
 
 CTX = Context()
+#: A hang detector for the pool tests, set as their wall backstop: pathological jobs never finish, so a CPU limit
+#: that did not fire shows as a batch of 60 s. The margin over the 1 s CPU limit is for a loaded machine: with
+#: two busy loops and other test runs on 2 cores (load about 14), 1 s of a worker's CPU took up to 11 s of wall.
+HANG_S = 60.0
 PATHOLOGICAL = r"<answer>\boxed{\dfrac{5^{5^{5^{5^5}}}-4}{3}}</answer>"
 
 
@@ -134,7 +138,8 @@ def test_pool_kills_pathological_jobs_within_the_limit():
     assert slow[1] == slow[0]  # text outside the answer block does not change the job
     ordinary = [verifier.slow_job(rf"<answer>\boxed{{{i}/1}}</answer>", gold, params, CTX) for i in range(20)]
     tasks = [Task("math", job) for job in [slow[0], ("3", r"\boxed{9^{9^{9^{9^9}}}}")] + ordinary]
-    pool = WorkerPool(timeout_s=1.0, workers=2)  # as many workers as this machine's cores
+    # as many workers as this machine's cores; the wall backstop far off, so that only the CPU limit can cut
+    pool = WorkerPool(timeout_s=1.0, workers=2, wall_limit_s=HANG_S)
     try:
         pool.map(tasks[2:4])  # start the workers
         start = time.perf_counter()
@@ -144,12 +149,13 @@ def test_pool_kills_pathological_jobs_within_the_limit():
         pool.close()
     assert results[:2] == [TIMED_OUT] * 2
     assert results[2:] == [i == 3 for i in range(20)]
-    assert elapsed < 1.0 + 1.0, f"pathological batch took {elapsed:.2f}s"
+    assert elapsed < HANG_S, f"pathological batch took {elapsed:.2f}s: the CPU limit did not cut it"
     assert pool.timeouts == 2 and pool.replaced == 2
+    assert max(pool.job_cpu_s[-20:]) < 1.0  # the ordinary jobs cost little CPU: they were not held up
 
 
 def test_a_killed_workers_replacement_is_warm_and_takes_the_next_job_at_once():
-    pool = WorkerPool(timeout_s=1.0, workers=1)
+    pool = WorkerPool(timeout_s=1.0, workers=1, wall_limit_s=HANG_S)
     try:
         pool.start()
         first = pool._pool[0]
@@ -166,7 +172,7 @@ def test_a_killed_workers_replacement_is_warm_and_takes_the_next_job_at_once():
     assert replacement is not first and replacement.jobs_done == 1 and replacement.warm_up_cpu_s is not None
     # the spare was warm already: its first job costs what a warm job costs (a cold one pays 0.5-1.3 s of CPU)
     assert pool.job_cpu_s[-1] < 0.3, pool.job_cpu_s
-    assert elapsed < 1.0 + 1.0, f"the job after a timeout waited for a cold start ({elapsed:.2f}s)"
+    assert elapsed < HANG_S, f"the pathological job was not cut by its CPU limit ({elapsed:.2f}s)"
 
 
 def test_pool_size_defaults_to_the_cores_of_one_rank(monkeypatch):
@@ -181,6 +187,7 @@ def test_pool_size_defaults_to_the_cores_of_one_rank(monkeypatch):
 def test_router_scores_a_pathological_batch_within_the_limit():
     record = Record("m1", "toy_math", [], [], prepare_reward({"verifier": "math", "ground_truth": "3"}))
     router = RewardRouter([record], RewardSettings(reward_timeout_s=1.0))
+    router.pool.wall_limit_s = HANG_S  # the wall backstop far off: only the CPU limit can cut
     texts = [
         PATHOLOGICAL,
         r"<answer>\boxed{6/2}</answer>",
@@ -197,7 +204,7 @@ def test_router_scores_a_pathological_batch_within_the_limit():
         router.close()
     assert [s.verdict.reason for s in scored] == ["timeout", None, None, "no_answer", "timeout"]
     assert [s.reward for s in scored] == [0.0, 1.0, 1.0, 0.0, 0.0]
-    assert elapsed < 2.0
+    assert elapsed < HANG_S, f"{elapsed:.2f}s: the CPU limit did not cut the pathological answers"
 
 
 def test_reward_weighting_and_load_time_errors():

@@ -36,7 +36,10 @@ from orsta_trl.errors import DataError
 from orsta_trl.keys import unknown_key_message
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "choice": {"enabled": True, "verifiers": ["math", "count", "ocr"]},
+    "choice": {
+        "enabled": True,
+        "verifiers": None,
+    },  # None: the short-answer verifiers (Verifier.short_answer)
     "math_answer": {"enabled": True, "forbidden": "=[]();", "max_length": 20},
     "detection": {"enabled": True, "max_per_category": 10, "max_area": 0.5},
     "max_prompt_length": {"enabled": True, "max_prompt_length": None},
@@ -105,7 +108,8 @@ def _text(record: Record) -> str:
 
 
 def rule_choice(record: Record, cfg: dict) -> str | None:
-    if record.reward.verifier.name not in cfg["verifiers"]:
+    verifier = record.reward.verifier
+    if not (verifier.short_answer if cfg["verifiers"] is None else verifier.name in cfg["verifiers"]):
         return None
     answer = record.raw_reward.get("ground_truth")
     if (

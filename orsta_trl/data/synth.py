@@ -237,7 +237,7 @@ def _chart(rng, image_size, index):
 _BUILDERS = dict(zip(TASKS, (_detection, _grounding, _counting, _ocr, _math, _chart), strict=True))
 
 # Tasks a tiny model can see, only when asked for by name: the default set stays TASKS.
-EASY_TASKS: tuple[str, ...] = ("colour", "shape", "position")
+EASY_TASKS: tuple[str, ...] = ("colour", "shape", "position", "locate")
 
 
 def _builder(task: str):

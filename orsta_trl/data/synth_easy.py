@@ -10,16 +10,23 @@ the demo can show learning in minutes on a CPU:
 * ``position``: "Where is the shape?" - top left, top right, bottom left or bottom right (its quadrant).
   Measured: a 600-step warm-up on colour, shape and position left position at chance (0.25, one answer for
   every image), so the demo uses colour and shape only.
+* ``locate``: "Give the box of the red circle." - grounding: one large shape (40-64 px), its tight box
+  ``[{"bbox_2d": [x1, y1, x2, y2]}]`` in pixels, scored by the ``detection`` verifier (labels not matched,
+  the IoU threshold from the recipe's ``iou_schedule``). Position is not recoverable through the frozen random
+  vision tower (see ``position``), so this task needs a warm-up that trains the vision tower
+  (``benchmarks/iou_schedule.py``).
 
-All are scored by the ``ocr`` verifier (exact match, case folded); the reference answer is
-``extra["answer"]``. The canvas ignores ``synth``'s ``image_size``: it is always 112x112.
+The first three are scored by the ``ocr`` verifier (exact match, case folded); the reference answer is
+``extra["answer"]``. The canvas ignores ``synth``'s ``image_size``: it is always 112x112, which Qwen2.5-VL's
+processor does not resize within the demo's pixel bounds, so boxes in the model's input pixels are image pixels.
 """
 
 from __future__ import annotations
 
+import json
 import random
 
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from orsta_trl.data.drawing import COLORS, SHAPES, canvas, draw_shape
 
@@ -32,12 +39,18 @@ def _one_shape(
 ):
     """A 112x112 canvas with one shape of side in [low, high] inside ``region`` (x1, y1, x2, y2); returns
     (image, background, shape, colour)."""
+    return _one_shape_in_box(rng, low, high, region)[:4]
+
+
+def _one_shape_in_box(rng: random.Random, low: int, high: int, region):
+    """:func:`_one_shape` and the box the shape was drawn in."""
     img, bg = canvas(rng, (EASY_SIDE, EASY_SIDE))
     shape, colour = rng.choice(SHAPES), rng.choice(list(COLORS))
     side = rng.randint(low, high)
     x, y = rng.randint(region[0], region[2] - side), rng.randint(region[1], region[3] - side)
-    draw_shape(ImageDraw.Draw(img), shape, (x, y, x + side, y + side), COLORS[colour])
-    return img, bg, shape, colour
+    box = (x, y, x + side, y + side)
+    draw_shape(ImageDraw.Draw(img), shape, box, COLORS[colour])
+    return img, bg, shape, colour, box
 
 
 def _colour(rng, image_size, index):
@@ -62,5 +75,19 @@ def _position(rng, image_size, index):
     return img, text, "ocr", answer, {"mode": "exact"}, {"background": bg, "shape": shape, "answer": answer}
 
 
+def _locate(rng, image_size, index):
+    img, bg, shape, colour, box = _one_shape_in_box(rng, 40, 64, (4, 4, EASY_SIDE - 4, EASY_SIDE - 4))
+    mask = Image.new("L", img.size, 0)  # the tight box of the drawn pixels, like synth's detection boxes
+    draw_shape(ImageDraw.Draw(mask), shape, box, 255)
+    tight = list(mask.getbbox())
+    label = f"{colour} {shape}"
+    text = (
+        f'Give the box of the {label}. Answer inside <answer></answer> as [{{"bbox_2d": [x1, y1, x2, y2]}}].'
+    )
+    gt = [{"bbox_2d": tight, "label": label}]
+    extra = {"background": bg, "target": label, "answer": json.dumps([{"bbox_2d": tight}])}
+    return img, text, "detection", gt, {"match_labels": False}, extra
+
+
 #: Task name -> builder, with the signature of synth's own builders.
-BUILDERS = {"colour": _colour, "shape": _shape, "position": _position}
+BUILDERS = {"colour": _colour, "shape": _shape, "position": _position, "locate": _locate}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,10 +144,13 @@ def load_for_eval(checkpoint: str, *, pixel_bounds: tuple[int, int] | None = Non
     import torch
 
     from orsta_trl.models.loading import is_vision_model, load_model, load_processor
+    from orsta_trl.models.paths import adapter_base, check_model
 
-    path = Path(checkpoint)
+    path = Path(
+        check_model(checkpoint, what="checkpoint")
+    )  # a typo or a non-model folder: a typed error at once
     adapter = path / "adapter_config.json"
-    base = json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else str(path)
+    base = adapter_base(path) if adapter.exists() else str(path)
     vision = is_vision_model(base)
     processor_source = str(path) if (path / "tokenizer_config.json").exists() else base
     low, high = pixel_bounds or (None, None)

@@ -9,7 +9,10 @@ transformers' own function). The console keeps TRL's headline numbers; per-sourc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
 
 from orsta_trl.console import source_table
 from orsta_trl.monitor.source_metrics import TAG_PREFIX, MetricRow
@@ -70,16 +73,72 @@ def is_console_key(key: str) -> bool:
 
 
 def console_callback(printer: type) -> type:
-    """``printer`` (transformers' progress or printer callback) without the per-source keys."""
+    """``printer`` (transformers' progress or printer callback) printing one compact line per log
+    (:func:`log_line`) instead of the whole dictionary, which goes to ``<output_dir>/logs.jsonl`` in full (and,
+    as always, to ``trainer_state.json`` and TensorBoard)."""
 
     class Console(printer):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            shown = {k: v for k, v in (logs or {}).items() if is_console_key(k)}
-            if shown:
-                super().on_log(args, state, control, logs=shown, **kwargs)
+            if not state.is_world_process_zero or not logs:
+                return
+            full = {"step": state.global_step, **{k: v for k, v in logs.items() if k != "total_flos"}}
+            if args.output_dir and Path(args.output_dir).is_dir():
+                with (Path(args.output_dir) / LOG_FILE).open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(full, default=str) + "\n")
+            line = log_line(state.global_step, state.max_steps, logs)
+            if line is None:
+                return
+            bar = getattr(self, "training_bar", None)
+            bar.write(line) if bar is not None else print(line, flush=True)
 
     Console.__name__ = f"Console{printer.__name__}"
     return Console
+
+
+#: Every log dictionary in full, one JSON line each, in the run's folder.
+LOG_FILE = "logs.jsonl"
+_HEADLINE = (("loss", "loss", ".4f"), ("reward", "reward", ".3f"), ("reward_std", "std", ".3f"))
+_HEADLINE += (("mean_token_accuracy", "token accuracy", ".3f"), ("train_loss", "train_loss", ".4f"))
+_HEADLINE += (("train_runtime", "runtime s", ".1f"),)
+
+
+def log_line(step: int, max_steps: int, logs: Mapping[str, Any]) -> str | None:
+    """One console line for a log dictionary: the step, TRL's headline numbers, accuracy per source; None for
+    a log with nothing of its own (a lone ``epoch``).
+
+    >>> log_line(4, 8, {"loss": 0.0123, "reward": 0.5, "source/a/accuracy": 0.75, "source/a/reward": 0.6,
+    ...                 "source/b/accuracy": 0.25, "epoch": 0.5})
+    'step 4/8  loss 0.0123  reward 0.500  accuracy a 0.750  b 0.250'
+    >>> log_line(8, 8, {"eval_source/a/accuracy": 1.0}), log_line(2, 8, {"epoch": "0.1"})
+    ('step 8/8  held-out accuracy a 1.000', None)
+    """
+    parts = [
+        f"{label} {format(float(logs[key]), spec)}" for key, label, spec in _HEADLINE if _number(logs, key)
+    ]
+    for split, title in (("train", "accuracy"), ("eval", "held-out accuracy")):
+        prefix = log_key(MetricRow(split, "", "", 0.0)).removesuffix("/")  # "source/", "eval_source/"
+        accuracy = {
+            key[len(prefix) : -len("/accuracy")]: float(value)
+            for key, value in logs.items()
+            if key.startswith(prefix) and key.endswith("/accuracy") and _number(logs, key)
+        }
+        if accuracy:
+            parts.append(
+                title + " " + "  ".join(f"{source} {v:.3f}" for source, v in sorted(accuracy.items()))
+            )
+    if not parts:
+        shown = {k: v for k, v in logs.items() if is_console_key(k) and k not in ("epoch", "total_flos")}
+        if not shown:
+            return None
+        parts = [f"{k} {format(v, '.4g') if isinstance(v, float) else v}" for k, v in shown.items()]
+    return "  ".join([f"step {step}/{max_steps}", *parts])
+
+
+def _number(logs: Mapping[str, Any], key: str) -> bool:
+    try:
+        return key in logs and logs[key] is not None and float(logs[key]) == float(logs[key])
+    except (TypeError, ValueError):
+        return False
 
 
 def history_entries(step: int, rows: Iterable[MetricRow]) -> list[dict]:

@@ -13,7 +13,6 @@ it finishes in the background). The python sandbox and MCP calls enforce the lim
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import json
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 from orsta_trl.tools.crop import IMAGE_TOOLS
 from orsta_trl.tools.result import ToolResult
+from orsta_trl.verifiers.tool import reports_failure
 
 #: Built-in tools by recipe name.
 BUILTIN = ("calculator", "python", "crop", "zoom")
@@ -95,7 +95,7 @@ def as_result(result: Any):
     ):
         return result
     text = result if isinstance(result, str) else json.dumps(result, default=str)
-    return ToolResult(text, ok=not text.lstrip().startswith("Error"))
+    return ToolResult(text, ok=not reports_failure(text))
 
 
 def module_tools(name: str) -> list[Callable]:
@@ -106,10 +106,13 @@ def module_tools(name: str) -> list[Callable]:
     """
     from transformers.utils import get_json_schema
 
-    try:
-        module = importlib.import_module(name)
-    except Exception as exc:  # an ImportError, or the module's own error while importing
-        raise ValueError(f"tool_modules: cannot import {name!r}: {type(exc).__name__}: {exc}") from None
+    from orsta_trl.errors import RecipeError
+    from orsta_trl.user_modules import import_user_module
+
+    try:  # the working folder first, as `python script.py` run there would resolve it
+        module = import_user_module(name, key="tool_modules")
+    except RecipeError as exc:  # not found (naming the folders tried), or the module's own import error
+        raise ValueError(str(exc)) from None
     names = getattr(module, "__all__", None) or [
         n for n, f in vars(module).items() if inspect.isfunction(f) and f.__module__ == module.__name__
     ]

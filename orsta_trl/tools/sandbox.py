@@ -1,6 +1,6 @@
 """Run untrusted Python (a model's tool call) in a separate, limited process.
 
-Layers, outermost first (each is checked by ``tests/test_tools_sandbox.py``):
+Layers, outermost first (each is checked by ``tests/test_tools.py``):
 
 * **A separate process** in its own session (the whole process group is killed at the wall-time limit), run as
   ``python -I`` (no ``PYTHON*`` variables, no user site, no script folder on ``sys.path``) with a minimal
