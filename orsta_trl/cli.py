@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from orsta_trl.console import show_defaults
 from orsta_trl.errors import RecipeError, exit_on_error
 from orsta_trl.verifiers.registry import short_answer_verifiers
 
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default=None,
-        help="take pixel bounds (else the checkpoint's processor config) and rewrite_embedder from here",
+        help="take pixel bounds (else the checkpoint's processor config), reward settings and tools from here",
     )
     p.set_defaults(func=_eval)
 
@@ -372,19 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.set_defaults(func=_merge)
-    _show_defaults(parser)
+    show_defaults(parser)
     return parser
-
-
-def _show_defaults(parser: argparse.ArgumentParser) -> None:
-    """Every option's ``--help`` line ends with its default, unless it is None/False or the help says it."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in action.choices.values():
-                _show_defaults(child)
-        elif action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS)):
-            if "default" not in (action.help or ""):
-                action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
 
 
 def main(argv: list[str] | None = None) -> None:
