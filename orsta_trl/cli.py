@@ -133,11 +133,18 @@ def _report(args) -> int:
 def _convert(args) -> int:
     from orsta_trl.data.convert import convert
 
-    report = convert(
-        args.kind, args.src, args.out, images=args.images, per=args.per, data_source=args.data_source,
-        verifier=args.verifier, mapping=args.map, bbox_format=args.bbox_format, question_key=args.question_key,
-        answer_key=args.answer_key, image_key=args.image_key,
-    )  # fmt: skip
+    options = (
+        "images",
+        "per",
+        "data_source",
+        "verifier",
+        "bbox_format",
+        "question_key",
+        "answer_key",
+        "image_key",
+    )
+    given = {name: getattr(args, name) for name in options if getattr(args, name, None) is not None}
+    report = convert(args.kind, args.src, args.out, mapping=getattr(args, "map", None), **given)
     for line in report.lines():
         print(line)
     return 0 if report.written else 1
