@@ -17,7 +17,6 @@ Everything that can be wrong with the recipe or the data is raised (as :class:`~
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from orsta_trl.console import say
 from orsta_trl.errors import DataError, RecipeError
 from orsta_trl.recipe import Recipe, load_recipe
+from orsta_trl.recipe.paths import check_paths
 
 
 @dataclass
@@ -253,58 +253,19 @@ def _toolset(orsta, processor):
     return toolset
 
 
-def check_paths(recipe: Recipe) -> None:
-    """The recipe's paths, checked before anything loads: the model, the output folder, the checkpoint.
-
-    ``resume_from_checkpoint: true`` is resolved here to the last ``checkpoint-*`` folder of ``output_dir``.
-
-    Raises:
-        RecipeError: naming the key, the path and what to change.
-    """
-    grpo, orsta, where = recipe.grpo, recipe.orsta, f"{recipe.path}: " if recipe.path else ""
-    name = recipe.model.model_name_or_path
-    if not name:
-        raise RecipeError(f"{where}model_name_or_path is missing: name a model folder or a hub model")
-    if not orsta.train_files:
-        raise RecipeError(f"{where}train_files is missing: list the dataset files to train on")
-    from orsta_trl.recipe.checks import path_problems
-
-    problems = path_problems(recipe, files=False)  # the model folder and the output folder's place
-    if problems:
-        raise RecipeError(where + problems[0])
-    out = Path(grpo.output_dir)
-    existing = next(p for p in (out, *out.parents) if p.exists())
-    if not os.access(existing, os.W_OK):
-        raise RecipeError(f"{where}output_dir: {existing} is not writable")
-    from orsta_trl.models.checkpoint import (
-        COMPLETE_MARKER,
-        is_complete,
-        last_complete_checkpoint,
-        previous_run_files,
-    )
-
-    previous = previous_run_files(out)
-    if previous and not grpo.resume_from_checkpoint and not orsta.overwrite_output_dir:
-        raise RecipeError(
-            f"{where}output_dir: {out} holds another run ({', '.join(previous)}); training there would mix the "
-            "two runs' checkpoints and logs. Choose a new output_dir, or set resume_from_checkpoint: true to "
-            "continue that run, or overwrite_output_dir: true to train there anyway"
-        )
-
-    if grpo.resume_from_checkpoint is True:
-        last = last_complete_checkpoint(out) if out.is_dir() else None
-        if last is None:
-            raise RecipeError(
-                f"{where}resume_from_checkpoint: true, but {out} holds no complete checkpoint-* folder"
-            )
-        grpo.resume_from_checkpoint = last
-    elif grpo.resume_from_checkpoint and not Path(grpo.resume_from_checkpoint).is_dir():
-        raise RecipeError(f"{where}resume_from_checkpoint: no such folder {grpo.resume_from_checkpoint}")
-    elif grpo.resume_from_checkpoint and not is_complete(grpo.resume_from_checkpoint):
-        raise RecipeError(
-            f"{where}resume_from_checkpoint: {grpo.resume_from_checkpoint} is incomplete (no {COMPLETE_MARKER}: "
-            "its writing was interrupted); resume from an earlier checkpoint, or give true for the last complete one"
-        )
+def prompt_setup(recipe: Recipe | str | Path):
+    """(processor, max_prompt_length, tool list) that training with this recipe counts prompts with: what the
+    prompt-length rule of ``orsta-trl filter rules --recipe`` needs. MCP servers are listed, then stopped."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, check=True)
+    processor, _ = recipe_processor(recipe)
+    toolset = _toolset(recipe.orsta, processor)
+    if toolset is None:
+        return processor, recipe.orsta.max_prompt_length, None
+    try:
+        return processor, recipe.orsta.max_prompt_length, toolset.schema_tools()
+    finally:
+        toolset.close()
 
 
 def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:

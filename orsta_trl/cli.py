@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from orsta_trl.console import show_defaults
 from orsta_trl.errors import RecipeError, exit_on_error
 from orsta_trl.verifiers.registry import short_answer_verifiers
 
@@ -47,9 +48,9 @@ def _check_data(args) -> int:
     from orsta_trl.data.records import load_records, skipped_report, split_records
     from orsta_trl.recipe import orsta_config_from
 
-    # the recipe's own verifiers (verifier_modules, reward_funcs) join the registry before any record is read
-    orsta_config_from(args.recipe)
-
+    orsta_config_from(
+        args.recipe
+    )  # its verifier_modules and reward_funcs join the registry before any record
     if args.skip_invalid:  # as `skip_invalid: true` trains: the valid records, the invalid ones reported
         records, errors = split_records(args.paths)
         if errors:
@@ -68,7 +69,8 @@ def _check_data(args) -> int:
 
 def _check_recipe(args) -> int:
     from orsta_trl.recipe import load_recipe
-    from orsta_trl.recipe.checks import path_problems
+    from orsta_trl.recipe.loading import problem_report
+    from orsta_trl.recipe.paths import path_problems
 
     failed = 0
     for path in args.recipes:
@@ -78,12 +80,7 @@ def _check_recipe(args) -> int:
                 [] if args.skip_paths else path_problems(recipe, here=False)
             )  # hub ids are left to the hub
             if problems:
-                raise RecipeError(
-                    f"{path}: {problems[0]}"
-                    if len(problems) == 1
-                    else f"{path}: {len(problems)} problems:\n"
-                    + "\n".join(f"  {path}: {p}" for p in problems)
-                )
+                raise problem_report(f"{path}: ", problems)
         except RecipeError as exc:
             print(f"FAIL {exc}", file=sys.stderr)
             failed += 1
@@ -136,46 +133,23 @@ def _report(args) -> int:
 
 
 def _convert(args) -> int:
-    from orsta_trl.data import convert
+    from orsta_trl.data.convert import convert
 
-    if args.kind == "vtriune":
-        report = convert.vtriune(args.src, args.out)
-    elif args.kind == "verl":
-        mapping = convert.load_mapping(args.map) if args.map else None
-        report = convert.verl(args.src, args.out, verifier=args.verifier, mapping=mapping)
-    elif args.kind == "coco":
-        report = convert.coco(
-            args.src, args.out, images_dir=args.images, per=args.per, data_source=args.data_source or "coco"
-        )
-    elif args.kind == "refcoco":
-        report = convert.refcoco(
-            args.src, args.out, images_dir=args.images, bbox_format=args.bbox_format,
-            data_source=args.data_source or "refcoco",
-        )  # fmt: skip
-    else:
-        report = convert.qa(
-            args.src, args.out, verifier=args.verifier, data_source=args.data_source,
-            question_key=args.question_key, answer_key=args.answer_key, image_key=args.image_key,
-        )  # fmt: skip
+    options = (
+        "images",
+        "per",
+        "data_source",
+        "verifier",
+        "bbox_format",
+        "question_key",
+        "answer_key",
+        "image_key",
+    )
+    given = {name: getattr(args, name) for name in options if getattr(args, name, None) is not None}
+    report = convert(args.kind, args.src, args.out, mapping=getattr(args, "map", None), **given)
     for line in report.lines():
         print(line)
     return 0 if report.written else 1
-
-
-def _recipe_processor(recipe_path: str, max_prompt_length: int | None = None):
-    """(processor, max_prompt_length, tools) that training with this recipe would use (tools: for their schemas;
-    MCP servers are listed, then stopped)."""
-    from orsta_trl.api import recipe_processor
-    from orsta_trl.evaluation.offline import offline_tools
-    from orsta_trl.recipe import load_recipe
-
-    recipe = load_recipe(recipe_path, check=True)
-    processor, _ = recipe_processor(recipe)
-    toolset = offline_tools(recipe.orsta, processor)
-    tools = None if toolset is None else toolset.schema_tools()
-    if toolset is not None:
-        toolset.close()
-    return processor, max_prompt_length or recipe.orsta.max_prompt_length, tools
 
 
 def _filter(args) -> int:
@@ -185,10 +159,12 @@ def _filter(args) -> int:
         config = load_rules_config(args.config)
         processor = tools = None
         if args.recipe:
-            processor, length, tools = _recipe_processor(
-                args.recipe, config["max_prompt_length"]["max_prompt_length"]
+            from orsta_trl.api import prompt_setup
+
+            processor, length, tools = prompt_setup(args.recipe)
+            config["max_prompt_length"]["max_prompt_length"] = (
+                config["max_prompt_length"]["max_prompt_length"] or length
             )
-            config["max_prompt_length"]["max_prompt_length"] = length
         report = filter_rules_file(args.src, args.out, config, processing_class=processor, tools=tools)
         for line in report.lines():
             print(line)
@@ -306,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default=None,
-        help="take pixel bounds (else the checkpoint's processor config) and rewrite_embedder from here",
+        help="take pixel bounds (else the checkpoint's processor config), reward settings and tools from here",
     )
     p.set_defaults(func=_eval)
 
@@ -406,19 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("out")
     p.set_defaults(func=_merge)
-    _show_defaults(parser)
+    show_defaults(parser)
     return parser
-
-
-def _show_defaults(parser: argparse.ArgumentParser) -> None:
-    """Every option's ``--help`` line ends with its default, unless it is None/False or the help says it."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in action.choices.values():
-                _show_defaults(child)
-        elif action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS)):
-            if "default" not in (action.help or ""):
-                action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -52,3 +53,14 @@ def source_table(
 def _width(spec: str) -> int:
     digits = re.match(r"[<>^+-]?(\d*)", spec.lstrip("<>^+- "))
     return int(digits.group(1)) if digits and digits.group(1) else 0
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every option's ``--help`` line ends with its default, unless it is None/False or the help says it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                show_defaults(child)
+        elif action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            if "default" not in (action.help or ""):
+                action.help = f"{action.help or ''} (default: %(default)s)".lstrip()

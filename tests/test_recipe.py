@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,11 +159,14 @@ def test_check_recipe_checks_local_paths_and_allows_hub_names(tmp_path):
     }
     for name, text in recipes.items():
         (tmp_path / name).write_text(text)
+    # with the hub switched off a hub id could only be a missing folder; check-recipe itself never goes online
+    online = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     check = subprocess.run(
         [sys.executable, "-m", "orsta_trl.cli", "check-recipe", *recipes],
         capture_output=True,
         text=True,
         cwd=tmp_path,
+        env=online,
     )
     assert check.returncode == 1
     assert (
@@ -185,6 +189,7 @@ def test_check_recipe_checks_local_paths_and_allows_hub_names(tmp_path):
         capture_output=True,
         text=True,
         cwd=REPO,
+        env=online,
     )
     assert shipped.returncode == 1 and "train_files: data/det_train.jsonl: no such file" in shipped.stderr
     assert "model_name_or_path" not in shipped.stderr  # Qwen/... is a hub model
