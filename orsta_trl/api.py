@@ -348,6 +348,28 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
     return TrainResult(trainer, metrics_frame(trainer.source_history), output_dir, trainer.dropped)
 
 
+def view(run_dir: str | Path, source=None, step=None, data_files=()):
+    """The run's completions as one viewer page, rendered inline by Jupyter (``_repr_html_``).
+
+    Per source and step (training and held-out evaluation): the prompt, the image with ground-truth and
+    predicted boxes in original pixels, each completion's reward, parts, reason, advantage and truncation, and
+    tool transcripts; the same page ``orsta-trl view`` writes.
+
+    Args:
+        run_dir: a run's ``output_dir``, trained with ``dump_completions > 0``.
+        source: a data source, or a list of them (None: all).
+        step: a step, ``"A:B"`` (either end open) or ``(A, B)`` (None: all).
+        data_files: record files for images and ground truth, for dumps written without ``records.jsonl``.
+
+    Returns:
+        A :class:`~orsta_trl.monitor.viewer.View`: ``.save(path)`` writes the HTML file, ``.html`` is its text.
+    """
+    from orsta_trl.monitor.viewer import build_view
+
+    sources = [source] if isinstance(source, str) else source
+    return build_view(run_dir, sources=sources, steps=step, data_files=data_files)
+
+
 def metrics_frame(history: list[dict]):
     """A DataFrame of per-source values: one row per (split, step, data_source), one column per metric."""
     import pandas as pd

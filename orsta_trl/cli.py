@@ -8,6 +8,7 @@ orsta-trl check-recipe RECIPE [...]          validate recipes without loading we
 orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
 orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
+orsta-trl view RUN_DIR [-o OUT.html] [--source S ...] [--steps A:B]   one offline HTML page of the rollouts
 orsta-trl convert KIND SRC OUT [...]         vtriune | verl | coco | refcoco | qa files -> our records
 orsta-trl filter rules IN OUT [--config C] [--recipe R]   V-Triune's rule filters, counted per rule
 orsta-trl filter difficulty IN OUT --model M --k 8 --keep "0 <= pass < 1" [--iou 0.5]   pass@k filter
@@ -73,7 +74,9 @@ def _check_recipe(args) -> int:
     for path in args.recipes:
         try:
             recipe = load_recipe(path, check=True)
-            problems = [] if args.skip_paths else path_problems(recipe)  # hub names are left to the hub
+            problems = (
+                [] if args.skip_paths else path_problems(recipe, here=False)
+            )  # hub ids are left to the hub
             if problems:
                 raise RecipeError(
                     f"{path}: {problems[0]}"
@@ -118,6 +121,12 @@ def _eval(args) -> int:
     if args.output:
         print(f"wrote {args.output}")
     return 0
+
+
+def _view(args) -> int:
+    from orsta_trl.monitor.viewer import view_main
+
+    return view_main(args.run_dir, args.output, args.source, args.steps, args.data or ())
 
 
 def _report(args) -> int:
@@ -214,6 +223,17 @@ def _merge(args) -> int:
     return 0
 
 
+def _steps(value: str) -> str:
+    """``--steps`` checked as argparse parses it: N, A:B, A: or :B."""
+    from orsta_trl.monitor.viewer import parse_steps
+
+    try:
+        parse_steps(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N, A:B, A: or :B (whole steps), got {value!r}") from None
+    return value
+
+
 def _threshold(value: str):
     return value if value == "average" else float(value)
 
@@ -294,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("-o", "--output", default=None, help="output folder (default RUN_DIR/report)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("view", help="one self-contained HTML page of a run's completions, boxes drawn")
+    p.add_argument("run_dir")
+    p.add_argument("-o", "--output", default=None, help="the HTML file (default RUN_DIR/viewer.html)")
+    p.add_argument("--source", nargs="+", default=None, help="only these data sources")
+    p.add_argument("--steps", type=_steps, default=None, help="only these steps: N, A:B, A: or :B")
+    p.add_argument(
+        "--data", nargs="+", default=None, help="record files, for dumps written without records.jsonl"
+    )
+    p.set_defaults(func=_view)
 
     p = sub.add_parser("convert", help="import V-Triune, verl/EasyR1, COCO, RefCOCO or QA files as records")
     kinds = p.add_subparsers(dest="kind", required=True)

@@ -1,6 +1,5 @@
 """The README's own examples, read from README.md and run as written, each in a temporary folder.
 
-* the "From Python" example, as a script in a folder of its own;
 * every command of the "Commands" table, run through the ``orsta-trl`` entry point against the demo's kind of
   data (``synth --tasks colour,shape``) and a tiny LoRA run; the table's commands and options are read from
   the README, so a command added there without a run here fails;
@@ -8,7 +7,8 @@
   server, with neither ``PYTHONPATH`` nor the virtual environment on ``PATH``;
 * the figures the README quotes from quick commands (the memory plan of ``det_7b``) against their output.
 
-None of them reads or writes the repository's ``demo/`` (checked).
+None of them reads or writes the repository's ``demo/`` (checked). The "From Python" example runs in
+``tests/test_api.py::test_the_readme_python_example_runs_as_written``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,22 +67,6 @@ def run(args: list, cwd: Path, timeout: int = 600) -> subprocess.CompletedProces
     return done
 
 
-# ---- From Python ----------------------------------------------------------------------------------------------
-
-
-def test_the_python_example_runs_in_a_folder_of_its_own(tmp_path, untouched_demo):
-    (example,) = code_blocks(section("From Python (notebooks, scripts)"), "python")
-    shutil.copytree(REPO / "recipes", tmp_path / "recipes")  # the example names recipes/tiny_cpu.yaml
-    script = tmp_path / "example.py"
-    script.write_text(
-        example + "\nprint('REWARD', samples[0].reward)\nprint('EVAL', sorted(report['metrics']))\n"
-    )
-    done = run([sys.executable, script], tmp_path, timeout=900)
-    assert "REWARD 1.0" in done.stdout
-    assert "eval/source/synth_" in done.stdout.split("EVAL", 1)[1]
-    assert re.search(r"^\s*\d+\s+\d+\s+synth_\w+", done.stdout, re.MULTILINE), done.stdout[-2000:]
-
-
 # ---- the command table ----------------------------------------------------------------------------------------
 
 
@@ -109,8 +92,14 @@ def _run_table_commands(tmp: Path) -> dict[str, subprocess.CompletedProcess]:
             ["synth", "easy", "--n", 4, "--seed", 0, "--tasks", "colour,shape"],
             ["synth", "easy_eval", "--n", 2, "--seed", 1000, "--tasks", "colour,shape"],
         ],
-        "check-data PATH ...": [["check-data", "easy/data.jsonl", "easy_eval/data.jsonl"]],
-        "check-recipe RECIPE ...": [["check-recipe", "recipe.yaml", REPO / "recipes/det_7b.yaml"]],
+        "check-data PATH ... [--skip-invalid]": [
+            ["check-data", "easy/data.jsonl", "easy_eval/data.jsonl"],
+            ["check-data", "easy/data.jsonl", "--skip-invalid"],
+        ],
+        "check-recipe RECIPE ... [--skip-paths]": [
+            ["check-recipe", "recipe.yaml"],
+            ["check-recipe", REPO / "recipes/det_7b.yaml", "--skip-paths"],
+        ],
         "train RECIPE [--key value ...]": [
             [
                 "train",
@@ -148,9 +137,19 @@ def _run_table_commands(tmp: Path) -> dict[str, subprocess.CompletedProcess]:
                 "recipe.yaml",
             ]
         ],  # fmt: skip
-        "eval CHECKPOINT DATA ... [-o OUT.json]": [
-            ["eval", "run", "easy_eval/data.jsonl", "-o", "eval.json", "--max-new-tokens", 10]
-        ],
+        "eval CHECKPOINT DATA ... [-o OUT.json] [--recipe R]": [
+            [
+                "eval",
+                "run",
+                "easy_eval/data.jsonl",
+                "-o",
+                "eval.json",
+                "--max-new-tokens",
+                10,
+                "--recipe",
+                "recipe.yaml",
+            ]
+        ],  # fmt: skip
         "report RUN_DIR [-o DIR]": [["report", "run", "-o", "plots"]],
         "convert KIND SRC OUT [...]": [["convert", "qa", "questions.jsonl", "data/qa.jsonl"]],
         "filter rules IN OUT [--config C] [--recipe R]": [
@@ -206,7 +205,7 @@ def _run_table_commands(tmp: Path) -> dict[str, subprocess.CompletedProcess]:
 def test_every_command_of_the_readme_table_runs(tmp_path, untouched_demo):
     out = _run_table_commands(tmp_path)
     assert (tmp_path / "tiny-lm/config.json").exists() and (tmp_path / "tiny-vl/config.json").exists()
-    assert "synth_colour" in out["check-data PATH ... #0"].stdout
+    assert "synth_colour" in out["check-data PATH ... [--skip-invalid] #0"].stdout
     assert (tmp_path / "run/adapter_config.json").exists()  # a LoRA run: eval and merge read the adapter
     assert len((tmp_path / "scored.jsonl").read_text().splitlines()) == len(
         (tmp_path / "run/completions/step_0000001.jsonl").read_text().splitlines()

@@ -35,7 +35,8 @@ def test_the_readme_example_checks_scores_and_trains_as_written(tmp_path):
     for name, body in files.items():
         (tmp_path / name).write_text(body, encoding="utf-8")
     (tmp_path / "orsta_trl").symlink_to(REPO / "orsta_trl")  # "run from the repository root"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    # the user's shell: the package installed, no PYTHONPATH; the user's module found in the working folder
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_HUB_OFFLINE": "1"}
     bin_dir = Path(sys.executable).parent
     outputs = []
     for command in commands:
