@@ -96,6 +96,7 @@ CARRY = [
     "pydantic-core",
     "annotated-types",
     "typing-inspection",
+    "defusedxml",
 ]
 #: Python packages of the lent machines' image ("cuda"), as /work/.library/device/KINDS.md listed them on
 #: 2026-11-17 (torch 2.11, transformers 5.17, accelerate 1.15, peft, pandas; no trl, deepspeed or vllm).

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from conftest import REPO
 
 from orsta_trl.cli import build_parser, exit_on_error
@@ -74,8 +75,10 @@ def test_lora_counts_follow_what_training_adapts(tiny_vl):
 
 def test_plan_prints_a_table_for_every_shipped_recipe(tiny_vl, tmp_path, monkeypatch, capsys):
     (tmp_path / "demo").mkdir()
-    (tmp_path / "demo/tiny-vl").symlink_to(tiny_vl)  # the tiny recipe's model, as `make demo` builds it
-    (tmp_path / "demo/warm").symlink_to(tiny_vl)  # the demo recipe's warmed-up model (the same architecture)
+    # the CPU recipes' models, as `make demo` builds them (the tiny model and its warmed-up copies: one architecture)
+    for model in {yaml.safe_load(p.read_text()).get("model_name_or_path", "") for p in RECIPES}:
+        if str(model).startswith("demo/"):
+            (tmp_path / model).symlink_to(tiny_vl)
     monkeypatch.chdir(tmp_path)
     assert len(RECIPES) >= 4
     assert run_cli(["plan", *map(str, RECIPES)]) == 0
