@@ -7,7 +7,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup browser demo test lint bench clean
 
 # Idempotent: gets uv if missing, then creates/updates .venv from the committed uv.lock.
 setup: .venv/.synced
@@ -15,6 +15,14 @@ setup: .venv/.synced
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen --compile-bytecode --extra deepspeed
 	@touch $@
+
+# The viewer's browser tests need a headless Chromium: Debian's `chromium`, installed where missing (as root, or
+# with sudo).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if ! command -v apt-get >/dev/null 2>&1; then echo "install Chromium (the viewer's browser tests need it)" >&2; exit 1; fi; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 demo/tiny-vl/config.json: | setup
 	$(PY) -m orsta_trl.cli make-tiny demo/tiny-vl
@@ -40,14 +48,16 @@ demo/warm/config.json: demo/tiny-vl/config.json demo/easy/data.jsonl
 
 # GRPO from the warm-up on the verifier's reward alone, through the real entry point; held-out greedy accuracy
 # before the first step and every 10 steps, a per-source table of it at the end, then per-source plots and a
-# summary from the run's TensorBoard logs (demo/run/report/). One torch thread: two are 20x slower on a busy
+# summary from the run's TensorBoard logs (demo/run/report/), and last the path of the rollout viewer's page
+# (demo/run/viewer.html). One torch thread: two are 20x slower on a busy
 # 2-core machine.
 demo: setup demo/warm/config.json demo/easy_eval/data.jsonl demo/data/data.jsonl demo/eval/data.jsonl
 	rm -rf demo/run
 	time OMP_NUM_THREADS=1 $(PY) orsta_trl/train.py recipes/demo_cpu.yaml
 	$(PY) -m orsta_trl.cli report demo/run
+	$(PY) -m orsta_trl.cli view demo/run -o demo/run/viewer.html
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
 
 lint: setup

@@ -360,7 +360,8 @@ def run_mode(mode: str, model_dir: Path, data: Path, tmp: Path, steps: int) -> d
 
     recipe = load_recipe(None, {**common(str(model_dir), str(data), str(tmp / mode), steps), **MODES[mode]})
     plan = plan_recipe(recipe, gpus=1, gpu_gib=torch.cuda.get_device_properties(0).total_memory / 1024**3)
-    result = {"plan_gib": next(r["total"] for r in plan["rows"] if r["recipe"] and r["zero"] == 2)}
+    zero = 3 if mode == "zero3" else 2
+    result = {"plan_gib": next(r["total"] for r in plan["rows"] if r["recipe"] and r["zero"] == zero)}
     torch.cuda.reset_peak_memory_stats()
     ours = build_trainer(recipe)
     router, dataset = ours.router, ours.train_dataset

@@ -11,6 +11,8 @@ The public Python API, for notebooks and scripts. Everything imports lazily, so 
     result = orsta_trl.train(recipe)                             # .trainer, .metrics (DataFrame), .output_dir
     samples = orsta_trl.score(records, completions)              # records and completions as dicts or files
     report = orsta_trl.evaluate("demo/run", ["demo/eval/data.jsonl"])
+    orsta_trl.register_verifier("exact", my_fn)                  # your own reward, named by records
+    orsta_trl.view("demo/run", source="synth_shape")            # the run's completions, inline in Jupyter
 
 Library functions raise :class:`OrstaError` subclasses (:class:`RecipeError`, :class:`DataError`,
 :class:`NotReady`); only the command line turns them into exit codes.
@@ -31,6 +33,7 @@ _EXPORTS = {
     "build_trainer": "orsta_trl.api",
     "train": "orsta_trl.api",
     "TrainResult": "orsta_trl.api",
+    "view": "orsta_trl.api",
     "score": "orsta_trl.score",
     "score_files": "orsta_trl.score",
     "evaluate": ("orsta_trl.evaluation", "evaluate_checkpoint"),
@@ -43,6 +46,7 @@ _EXPORTS = {
     "RewardSettings": "orsta_trl.rewards",
     "Sample": "orsta_trl.rewards",
     "REGISTRY": "orsta_trl.verifiers.registry",
+    "register_verifier": "orsta_trl.verifiers.registry",
     "write_report": "orsta_trl.monitor.report",
     "OrstaError": "orsta_trl.errors",
     "RecipeError": "orsta_trl.errors",

@@ -69,7 +69,7 @@ def build_trainer(recipe: Recipe | str | Path, **overrides: Any):
     check_quantization(recipe.model, f"{recipe.path}: " if recipe.path else "")
     records = _records_phase(recipe.orsta)
     processor, vision = recipe_processor(recipe)  # the processor phase
-    toolset = _toolset(recipe.orsta, processor, vision)  # MCP servers start here
+    toolset = _toolset(recipe.orsta, processor)  # MCP servers start here
     try:
         rows = _rows_phase(records, processor, recipe.orsta, toolset)
         model = _model_phase(recipe, processor, vision)
@@ -239,28 +239,17 @@ def _sampling_plan(records, orsta):
     return sampling_plan(records, origins, weights, orsta.curriculum)
 
 
-def _toolset(orsta, processor, vision: bool):
-    """The run's tools (None without any); the processor gets the tool-capable template. MCP servers start."""
-    if not (orsta.tools or orsta.tool_modules or orsta.mcp_servers):
-        return None
-    from orsta_trl.tools.chat import use_tool_template
-    from orsta_trl.tools.registry import build_tools
+def _toolset(orsta, processor):
+    """The tools phase: the run's tools (None without any); the processor gets the tool-capable template. MCP
+    servers start."""
+    from orsta_trl.tools.registry import recipe_tools
 
-    use_tool_template(processor, vision)
     try:
-        toolset = build_tools(
-            orsta.tools,
-            orsta.tool_modules,
-            orsta.mcp_servers,
-            timeout_s=orsta.tool_timeout_s,
-            memory_mb=orsta.tool_memory_mb,
-            vision=vision,
-            min_pixels=orsta.min_pixels,
-            max_pixels=orsta.max_pixels,
-        )
+        toolset = recipe_tools(orsta, processor)
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
-    say(f"tools: {', '.join(toolset.names)}")
+    if toolset is not None:
+        say(f"tools: {', '.join(toolset.names)}")
     return toolset
 
 
@@ -357,6 +346,28 @@ def train(recipe: Recipe | str | Path, **overrides: Any) -> TrainResult:
             print("\nheld-out greedy accuracy: first evaluation (before GRPO) -> last evaluation", flush=True)
             print(gains, flush=True)
     return TrainResult(trainer, metrics_frame(trainer.source_history), output_dir, trainer.dropped)
+
+
+def view(run_dir: str | Path, source=None, step=None, data_files=()):
+    """The run's completions as one viewer page, rendered inline by Jupyter (``_repr_html_``).
+
+    Per source and step (training and held-out evaluation): the prompt, the image with ground-truth and
+    predicted boxes in original pixels, each completion's reward, parts, reason, advantage and truncation, and
+    tool transcripts; the same page ``orsta-trl view`` writes.
+
+    Args:
+        run_dir: a run's ``output_dir``, trained with ``dump_completions > 0``.
+        source: a data source, or a list of them (None: all).
+        step: a step, ``"A:B"`` (either end open) or ``(A, B)`` (None: all).
+        data_files: record files for images and ground truth, for dumps written without ``records.jsonl``.
+
+    Returns:
+        A :class:`~orsta_trl.monitor.viewer.View`: ``.save(path)`` writes the HTML file, ``.html`` is its text.
+    """
+    from orsta_trl.monitor.viewer import build_view
+
+    sources = [source] if isinstance(source, str) else source
+    return build_view(run_dir, sources=sources, steps=step, data_files=data_files)
 
 
 def metrics_frame(history: list[dict]):

@@ -3,11 +3,12 @@
 orsta-trl train RECIPE [--key value ...]     train with GRPO (same as orsta_trl/train.py)
 orsta-trl make-tiny DIR [--text]             build a tiny random-weight Qwen2.5-VL (or Qwen2 text LM)
 orsta-trl synth OUT --n N --seed S [--tasks detection ocr ...]
-orsta-trl check-data PATH [PATH ...]         per-source summary, or every invalid record
+orsta-trl check-data PATH [PATH ...] [--skip-invalid] [--recipe R]   per-source summary, or every invalid record
 orsta-trl check-recipe RECIPE [...]          validate recipes without loading weights
 orsta-trl score RECORDS COMPLETIONS -o OUT [--progress P] [--recipe R]
 orsta-trl eval CHECKPOINT DATA [DATA ...] [-o OUT.json] [--max-new-tokens N] [--recipe R]
 orsta-trl report RUN_DIR [-o OUT_DIR]        PNG plots per source and a Markdown summary
+orsta-trl view RUN_DIR [-o OUT.html] [--source S ...] [--steps A:B]   one offline HTML page of the rollouts
 orsta-trl convert KIND SRC OUT [...]         vtriune | verl | coco | refcoco | qa files -> our records
 orsta-trl filter rules IN OUT [--config C] [--recipe R]   V-Triune's rule filters, counted per rule
 orsta-trl filter difficulty IN OUT --model M --k 8 --keep "0 <= pass < 1" [--iou 0.5]   pass@k filter
@@ -22,6 +23,7 @@ import argparse
 import sys
 
 from orsta_trl.errors import RecipeError, exit_on_error
+from orsta_trl.verifiers.registry import short_answer_verifiers
 
 
 def _make_tiny(args) -> None:
@@ -43,6 +45,10 @@ def _synth(args) -> None:
 def _check_data(args) -> int:
     from orsta_trl.data.load import records_table
     from orsta_trl.data.records import load_records, skipped_report, split_records
+    from orsta_trl.recipe import orsta_config_from
+
+    # the recipe's own verifiers (verifier_modules, reward_funcs) join the registry before any record is read
+    orsta_config_from(args.recipe)
 
     if args.skip_invalid:  # as `skip_invalid: true` trains: the valid records, the invalid ones reported
         records, errors = split_records(args.paths)
@@ -115,6 +121,12 @@ def _eval(args) -> int:
     return 0
 
 
+def _view(args) -> int:
+    from orsta_trl.monitor.viewer import view_main
+
+    return view_main(args.run_dir, args.output, args.source, args.steps, args.data or ())
+
+
 def _report(args) -> int:
     from orsta_trl.monitor.report import report_main
 
@@ -149,13 +161,19 @@ def _convert(args) -> int:
 
 
 def _recipe_processor(recipe_path: str, max_prompt_length: int | None = None):
-    """(processor, max_prompt_length) that training with this recipe would use."""
+    """(processor, max_prompt_length, tools) that training with this recipe would use (tools: for their schemas;
+    MCP servers are listed, then stopped)."""
     from orsta_trl.api import recipe_processor
+    from orsta_trl.evaluation.offline import offline_tools
     from orsta_trl.recipe import load_recipe
 
     recipe = load_recipe(recipe_path, check=True)
     processor, _ = recipe_processor(recipe)
-    return processor, max_prompt_length or recipe.orsta.max_prompt_length
+    toolset = offline_tools(recipe.orsta, processor)
+    tools = None if toolset is None else toolset.schema_tools()
+    if toolset is not None:
+        toolset.close()
+    return processor, max_prompt_length or recipe.orsta.max_prompt_length, tools
 
 
 def _filter(args) -> int:
@@ -163,13 +181,13 @@ def _filter(args) -> int:
         from orsta_trl.data.filters import filter_rules_file, load_rules_config
 
         config = load_rules_config(args.config)
-        processor = None
+        processor = tools = None
         if args.recipe:
-            processor, length = _recipe_processor(
+            processor, length, tools = _recipe_processor(
                 args.recipe, config["max_prompt_length"]["max_prompt_length"]
             )
             config["max_prompt_length"]["max_prompt_length"] = length
-        report = filter_rules_file(args.src, args.out, config, processing_class=processor)
+        report = filter_rules_file(args.src, args.out, config, processing_class=processor, tools=tools)
         for line in report.lines():
             print(line)
         print(f"wrote {report.kept} record(s) to {args.out}")
@@ -201,6 +219,17 @@ def _merge(args) -> int:
     out = merge_adapter(args.checkpoint, args.out)
     print(f"wrote merged weights and processor to {out}")
     return 0
+
+
+def _steps(value: str) -> str:
+    """``--steps`` checked as argparse parses it: N, A:B, A: or :B."""
+    from orsta_trl.monitor.viewer import parse_steps
+
+    try:
+        parse_steps(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N, A:B, A: or :B (whole steps), got {value!r}") from None
+    return value
 
 
 def _threshold(value: str):
@@ -240,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-invalid",
         action="store_true",
         help="summarise the valid records and report the invalid ones (as `skip_invalid: true` trains)",
+    )
+    p.add_argument(
+        "--recipe", default=None, help="a recipe whose verifier_modules and reward_funcs records name"
     )
     p.set_defaults(func=_check_data)
 
@@ -281,6 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=None, help="output folder (default RUN_DIR/report)")
     p.set_defaults(func=_report)
 
+    p = sub.add_parser("view", help="one self-contained HTML page of a run's completions, boxes drawn")
+    p.add_argument("run_dir")
+    p.add_argument("-o", "--output", default=None, help="the HTML file (default RUN_DIR/viewer.html)")
+    p.add_argument("--source", nargs="+", default=None, help="only these data sources")
+    p.add_argument("--steps", type=_steps, default=None, help="only these steps: N, A:B, A: or :B")
+    p.add_argument(
+        "--data", nargs="+", default=None, help="record files, for dumps written without records.jsonl"
+    )
+    p.set_defaults(func=_view)
+
     p = sub.add_parser("convert", help="import V-Triune, verl/EasyR1, COCO, RefCOCO or QA files as records")
     kinds = p.add_subparsers(dest="kind", required=True)
     for kind, text in (
@@ -305,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         if kind in ("coco", "refcoco", "qa"):
             k.add_argument("--data-source", default=None)
         if kind == "qa":
-            k.add_argument("--verifier", choices=("math", "count", "ocr"), default="math")
+            k.add_argument("--verifier", choices=short_answer_verifiers(), default="math")
             k.add_argument("--question-key", default="question")
             k.add_argument("--answer-key", default="answer")
             k.add_argument("--image-key", default="image")

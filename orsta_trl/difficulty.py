@@ -217,10 +217,12 @@ def filter_difficulty(
     """
     from orsta_trl.data.filters import read_with_raw, write_records
     from orsta_trl.evaluation.offline import offline_session
+    from orsta_trl.recipe import orsta_config_from
 
     if k < 1 or batch_size < 1:
         raise DataError(f"k and batch_size must be >= 1, got k={k}, batch_size={batch_size}")
     rule = parse_keep(keep)
+    orsta_config_from(recipe)  # the recipe's own verifiers join the registry before its records load
     pairs = read_with_raw(src)
     out = Path(out)
     cache_path = Path(cache) if cache else out.with_name(out.name + ".cache.jsonl")

@@ -1,4 +1,5 @@
-"""Nearest-valid-key suggestions, shared by recipes, record fields and verifier params."""
+"""Nearest-valid-key suggestions and "not one of" messages, shared by recipes, record fields, verifier params and
+data tools: one wording for every "this name or value is not allowed" error."""
 
 from __future__ import annotations
 
@@ -23,3 +24,21 @@ def unknown_key_message(kind: str, name: str, valid: Iterable[str]) -> str:
     if hint is not None:
         return f"unknown {kind} {name!r} (did you mean {hint!r}?)"
     return f"unknown {kind} {name!r} (valid: {', '.join(valid)})"
+
+
+def not_one_of(value: object, choices: Iterable) -> str:
+    """``'dpao' is not one of ['grpo', 'dapo'] (did you mean 'dapo'?)``: a value outside a closed list.
+
+    Args:
+        value: the value given.
+        choices: the allowed values, in the order to show them.
+
+    Returns:
+        The message, with the nearest allowed value when one is close.
+
+    >>> not_one_of("dpao", ["grpo", "dapo"])
+    "'dpao' is not one of ['grpo', 'dapo'] (did you mean 'dapo'?)"
+    """
+    choices = list(choices)
+    hint = nearest(str(value), [str(c) for c in choices])
+    return f"{value!r} is not one of {choices}" + (f" (did you mean {hint!r}?)" if hint else "")

@@ -71,7 +71,7 @@ from orsta_trl.models.checkpoint import (
 )
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
 from orsta_trl.models.tokens import drop_placeholders, placeholder_ids, stop_ids
-from orsta_trl.monitor.dumps import CompletionDumper
+from orsta_trl.monitor.dumps import CompletionDumper, record_entry
 from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, eval_metrics
 from orsta_trl.monitor.summary import SourceSummary
 from orsta_trl.monitor.tensorboard import use_orsta_tensorboard
@@ -112,6 +112,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.router = router
         self.orsta = orsta or OrstaConfig()
         self.eval_records = list(eval_records or [])
+        self._eval_by_key = {r.key: r for r in self.eval_records}
         if self.eval_records and evaluator is None:
             raise ValueError(
                 "eval_records need an evaluator (orsta_trl.evaluation.Scorer) to generate and score"
@@ -147,6 +148,15 @@ class OrstaGRPOTrainer(GRPOTrainer):
             if self.orsta.dump_completions > 0
             else None
         )
+        if self.dumper is not None and self.accelerator.is_main_process:
+            self.dumper.write_meta(
+                min_pixels=router.settings.min_pixels,
+                max_pixels=router.settings.max_pixels,
+                num_generations=self.num_generations,
+                scale_rewards=self.scale_rewards,
+                max_steps=self.args.max_steps,
+                iou_schedule=[list(pair) for pair in router.settings.iou_schedule],
+            )
         if self.eval_records:
             self.add_callback(_SourceEvalCallback(self))
         for printer in (ProgressCallback, PrinterCallback):  # hundreds of per-source tags: TensorBoard only
@@ -237,8 +247,47 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.source_monitor.update(rows)
         self.summary.update(step, rows)
         if self.dumper is not None and self.accelerator.is_main_process:
-            self.dumper.write(step + 1, rows, [p for _, p in gathered])
+            self.dumper.write(
+                step + 1,
+                rows,
+                [p for _, p in gathered],
+                groups=[i // self.num_generations for i in range(len(rows))],
+                advantages=self._advantages([row.reward for row in rows]),
+                describe=self._describe_record,
+            )
         self._metrics["train"]["monitor/seconds"].append(time.perf_counter() - started)
+
+    def _advantages(self, rewards: list[float]) -> list[float] | None:
+        """GRPO's advantages of the gathered batch, as ``_generate_and_score_completions`` computes them from these
+        rewards (one reward function: ``multi_objective_aggregation`` and ``scale_rewards`` as TRL applies
+        them); for the dumps, which are written before TRL computes its own."""
+        import torch
+        from trl.trainer.utils import nanstd
+
+        n = self.num_generations
+        if not rewards or len(rewards) % n:
+            return None
+        r = torch.tensor([float("nan") if v is None else v for v in rewards], dtype=torch.float64)
+        grouped = r.view(-1, n)
+        mean = torch.nanmean(grouped, dim=1).repeat_interleave(n)
+        std = nanstd(grouped, dim=1).repeat_interleave(n) if n > 1 else torch.zeros_like(r)
+        if getattr(self, "multi_objective_aggregation", "sum_then_normalize") == "normalize_then_sum":
+            r = (r - mean) / (std + 1e-4)
+            mean, std = torch.nanmean(r).expand_as(r), nanstd(r).expand_as(r)
+            advantages = (r - mean) / (std + 1e-4)
+        else:
+            if self.scale_rewards == "batch":
+                std = nanstd(r).expand_as(r) if r.numel() > 1 else torch.zeros_like(r)
+            advantages = r - mean
+            if self.scale_rewards != "none":
+                advantages = advantages / (std + 1e-4)
+        return torch.nan_to_num(advantages, nan=0.0).tolist()
+
+    def _describe_record(self, data_source: str, record_id: str) -> dict | None:
+        record = self.router.records.get((data_source, record_id)) or self._eval_by_key.get(
+            (data_source, record_id)
+        )
+        return None if record is None else record_entry(record)
 
     def _generated_lengths(self, completion_ids) -> list[tuple[int, bool]]:
         """(tokens the loss trains on, truncated) per completion, as TRL counts them: TRL's completion ids end at
@@ -301,6 +350,15 @@ class OrstaGRPOTrainer(GRPOTrainer):
                 iou=self.orsta.eval_iou_threshold,
             )
         rows = gather_object(rows[: len(shard)])
+        if self.dumper is not None and self.accelerator.is_main_process:
+            prompts = {r.key: messages_text(r.prompt, sep="\n") for r in records}
+            self.dumper.write(
+                self.state.global_step,
+                rows,
+                [prompts.get((row.data_source, row.id), "") for row in rows],
+                split="eval",
+                describe=self._describe_record,
+            )
         words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
         return eval_metrics(rows, self.orsta.correct_threshold, words)
 

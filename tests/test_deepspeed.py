@@ -385,13 +385,18 @@ def lora_records(path: Path) -> Path:
         }
         for i in range(4)
     ]
-    # edit distance to 24 sevens: random completions score differently, so the groups' advantages are not zero
+    # edit distance to an English sentence: the random policy's word fragments score differently (0.2-0.25), so
+    # the groups' advantages are not zero and the adapter trains
     rows += [
         {
             "id": f"s{i}",
-            "data_source": "sevens",
-            "prompt": [{"role": "user", "content": f"Write sevens {i}"}],
-            "reward": {"verifier": "ocr", "ground_truth": "7" * 24, "params": {"mode": "ned"}},
+            "data_source": "sentence",
+            "prompt": [{"role": "user", "content": f"Describe scene {i}"}],
+            "reward": {
+                "verifier": "ocr",
+                "ground_truth": "the red square is above the blue circle",
+                "params": {"mode": "ned"},
+            },
         }
         for i in range(4)
     ]
@@ -447,7 +452,7 @@ def test_lora_under_zero3_with_a_judge_and_reward_workers_resumes_and_merges(tin
     adapter = load_file(str(full_dir / "adapter_model.safetensors"))
     assert not equal_weights(adapter, load_file(str(resumed_dir / "adapter_model.safetensors")))
     tags = scalar_tags(full_dir)
-    assert all(tags[f"train/source/{source}/reward"] for source in ("captions", "arith", "sevens"))
+    assert all(tags[f"train/source/{source}/reward"] for source in ("captions", "arith", "sentence"))
     assert min(tags["train/frac_reward_zero_std"]) < 1 and max(tags["train/grad_norm"]) > 0
     valid, scores = (
         tags["train/source/captions/part/judge_valid"],

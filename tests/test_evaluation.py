@@ -109,7 +109,7 @@ def test_eval_command(tiny_vl, synth_data, tmp_path, adapter):
     assert report["generation"] == {  # how the completions were made, so two reports can be compared
         "decoding": "greedy", "max_new_tokens": 8, "batch_size": 8,
         "stop_tokens": ["<|endoftext|>", "<|im_end|>"], "suppressed_tokens": ["<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"],
-        "prompt": "chat template, add_generation_prompt=True, left padding",
+        "prompt": "chat template, add_generation_prompt=True, left padding", "tools": [],
     }  # fmt: skip
     assert {"synth_detection", "synth_grounding"} <= set(report["coco"])
     assert "eval/source/synth_ocr/reward" in report["metrics"]

@@ -81,15 +81,15 @@ def test_prompt_ground_truth_and_params():
         {"judge": "j", "template": "Q={question} R={reference} U={rubric} A={answer} {{x}}"}
     )
     gold = verifier.prepare({"rubric": "mentions the colour"}, params)
-    assert verifier.request("<answer> red </answer>", gold, params, "What colour?") == (
+    assert verifier.prompt("<answer> red </answer>", gold, params, "What colour?") == (
         "Q=What colour? R=(none) U=mentions the colour A=red {x}"
     )
     assert (
-        verifier.request("<answer>  </answer>", gold, params, "q") is None
+        verifier.prompt("<answer>  </answer>", gold, params, "q") is None
     )  # no answer: the judge is not asked
     assert build_prompt("{answer}", "", JudgeGold("r"), "x" * 5) == "xxxxx"
     cut = verifier.parse_params({"judge": "j", "max_answer_chars": 3, "template": "{answer}"})
-    assert verifier.request("abcdef", gold, cut, "q") == "abc"
+    assert verifier.prompt("abcdef", gold, cut, "q") == "abc"
     bad = [
         ({"template": "{answr}"}, "reward.params.template"),
         ({"template": "no answer field"}, "reward.params.template"),

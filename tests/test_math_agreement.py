@@ -98,6 +98,22 @@ def test_shorthand_latex_scores_as_math_verify_defaults_say():
     assert [(s.accuracy, s.reason) for s in samples] == [(1.0, None)] * len(pairs)
 
 
+#: (gold, completion, what math-verify's defaults say): the cases ``maths.py`` names for its departures from
+#: the defaults, where the verifier reads only the box and scores the opposite.
+DEPARTURES = [
+    # boxed_match_priority=0: the box, not the anchor (not a plain number: the fast path would decide a "4")
+    (r"\frac{1}{2}", r"\boxed{\frac12}. The final answer is $\frac13$.", False),
+    ("7", r"I think $x = 7$ \boxed{???}", True),  # try_extract_without_anchor=False: not the prose's LaTeX
+    ("7", r"The answer is 7. \boxed{\frac{}{}}", True),  # no ExprExtractionConfig: not the prose's number
+]
+
+
+def test_each_departure_from_math_verify_defaults_has_its_case():
+    assert [math_verify_reference(g, c) for g, c, _ in DEPARTURES] == [d for _, _, d in DEPARTURES]
+    samples = score_through_the_pool([(g, c) for g, c, _ in DEPARTURES])
+    assert [s.accuracy for s in samples] == [0.0 if d else 1.0 for _, _, d in DEPARTURES]
+
+
 def test_the_regressions_agree_with_math_verify():
     expected = [math_verify_reference(gold, completion) for gold, completion in REGRESSIONS]
     # the cases mean what they say: correct answers of relations and sets, and the loose fast path's cases

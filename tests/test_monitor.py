@@ -299,6 +299,10 @@ def test_dump_round_trip(tmp_path, fmt):
         "detail": None,
         "length": 8,
         "truncated": False,
+        "split": "train",  # the viewer's fields: none given to write() here
+        "group": None,
+        "advantage": None,
+        "tools": None,
     }
     assert (
         records[0]["parts"] == {} and records[1]["reason"] == "no_answer" and records[1]["truncated"] is True

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
 from conftest import ocr_ned_dataset, scalar_tags, tiny_run, train_cli
 from PIL import Image
 
@@ -46,6 +49,18 @@ def test_tags_dumps_and_report(tiny_vl, synth_data, tmp_path):
     assert [d.name for d in dumps] == [f"step_{s:07d}.jsonl" for s in (1, 2, 3, 4)]
     rows = [json.loads(line) for line in dumps[0].read_text().splitlines()]
     assert len(rows) == 8 and {"prompt", "completion", "reward", "parts", "reason"} <= set(rows[0])
+    for group in {r["group"] for r in rows}:  # GRPO's advantage within the group, as TRL scales it by default
+        members = [r for r in rows if r["group"] == group]
+        rewards = np.array([r["reward"] for r in members])
+        expected = (rewards - rewards.mean()) / (rewards.std(ddof=1) + 1e-4)
+        assert [r["advantage"] for r in members] == pytest.approx(expected.tolist(), abs=1e-6)
+    evals = sorted(p.name for p in (out / "completions").glob("eval_step_*.jsonl"))
+    assert evals == [f"eval_step_{s:07d}.jsonl" for s in (0, 2, 4)]
+    described = [
+        json.loads(line) for line in (out / "completions" / "records.jsonl").read_text().splitlines()
+    ]
+    assert {(r["data_source"], r["id"]) for r in rows} <= {(d["data_source"], d["id"]) for d in described}
+    assert all(Path(d["images"][0]).is_file() for d in described)
     rescored = tmp_path / "rescored.jsonl"
     scored = subprocess.run(
         [sys.executable, "-m", "orsta_trl.cli", "score", str(data), str(dumps[0]), "-o", str(rescored)],
@@ -65,6 +80,22 @@ def test_tags_dumps_and_report(tiny_vl, synth_data, tmp_path):
     for source in ("synth_ocr", "synth_counting"):
         with Image.open(out / "report" / f"source_{source}.png") as image:
             assert image.size[0] > 300
+
+    viewer = subprocess.run(
+        [sys.executable, "-m", "orsta_trl.cli", "view", str(out)], capture_output=True, text=True
+    )
+    assert viewer.returncode == 0, viewer.stderr
+    page = out / "viewer.html"
+    assert str(page.resolve()) in viewer.stdout
+    assert (
+        "[viewer](../viewer.html)" in summary or "viewer.html" in (out / "report" / "summary.md").read_text()
+    )
+    from test_viewer import Dom, browse
+
+    dom = Dom(browse(page))  # in Chromium: every dumped completion of both splits, with its image
+    summary_attrs = next(a for t, a in dom.tags if a.get("id") == "summary")
+    assert int(summary_attrs["data-matching"]) == 4 * 8 + 3 * 4  # 4 steps x 8, 3 evaluations x 2 x 2 sources
+    assert dom.cards and sum(1 for t, a in dom.tags if t == "image") == len(dom.cards)
 
 
 def test_evaluation_does_not_swallow_the_training_log(tiny_vl, synth_data, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 # lines a notebook's printed output must contain: what it shows really happened
 PRINTED = {
+    # 100 records per task and 50 held out; evaluated before GRPO and every 10 of its 20 steps
     "01_quickstart": [
+        "[orsta-trl] loaded 200 records from 1 file(s)",
+        "[orsta-trl] loaded 100 evaluation records from 1 file(s)",
+        "[orsta-trl] evaluation at step 0:",
+        "[orsta-trl] evaluation at step 10:",
+        "[orsta-trl] evaluation at step 20:",
+        "held-out greedy accuracy: first evaluation (before GRPO) -> last evaluation",
         "synth_colour   held-out accuracy",  # measured before GRPO and after it, from the warm-up
         "synth_shape    held-out accuracy",
     ],
@@ -93,3 +101,21 @@ def test_notebook_runs_top_to_bottom(path):
     if path.stem == "01_quickstart":  # learning is visible: the warm-up answers, curves are not flat at 0
         held = [float(line.split()[3]) for line in printed.splitlines() if "held-out accuracy" in line]
         assert len(held) == 2 and min(held) > 0.2, printed[-2000:]
+    results = "".join(
+        o.get("data", {}).get("text/plain", "") for o in outputs if o.get("output_type") == "execute_result"
+    )
+    if path.stem == "01_quickstart":
+        check_quickstart(printed, results)
+
+
+def check_quickstart(printed: str, results: str) -> None:
+    """The quickstart's records route to the ``ocr`` verifier, and the held-out accuracies it prints at the end
+    are the ones the trainer printed for its first and last evaluation (each a count out of 50 records)."""
+    assert "{'synth_colour': 'ocr', 'synth_shape': 'ocr'}" in results
+    number = r"(\d\.\d{3})"
+    shown = re.findall(
+        rf"^(synth_\w+) +held-out accuracy {number} at step 0 -> {number} at step 20$", printed, re.M
+    )
+    logged = re.findall(rf"^(synth_\w+) +{number} +{number} +[+-]\d\.\d{{3}}$", printed, re.M)
+    assert sorted(shown) == sorted(logged) and {s for s, _, _ in shown} == {"synth_colour", "synth_shape"}
+    assert all(abs(float(a) * 50 - round(float(a) * 50)) < 1e-6 for _, *pair in shown for a in pair)

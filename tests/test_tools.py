@@ -218,7 +218,7 @@ def test_recipe_tool_keys_are_checked_before_anything_starts(tmp_path, monkeypat
     base = {"use_cpu": True, "bf16": False, "output_dir": str(tmp_path)}
     cases = {
         "tools: unknown tool 'pyhton' (did you mean 'python'?)": {"tools": ["pyhton"]},
-        "tool_modules: cannot import 'no_such_module'": {"tool_modules": ["no_such_module"]},
+        "tool_modules: no module named 'no_such_module'": {"tool_modules": ["no_such_module"]},
         "mcp_servers[0].command: required": {"mcp_servers": [{"name": "x"}]},
         "mcp_servers[0]: unknown key(s) ['cmd']": {"mcp_servers": [{"name": "x", "command": "y", "cmd": 1}]},
         "tool_timeout_s: a positive number": {"tools": ["python"], "tool_timeout_s": 0},
@@ -274,3 +274,78 @@ def test_the_built_in_tools_are_plain_functions_of_the_package():
     assert orsta_trl.tools.calculator("2 + 3 * 4").strip() == "14"
     assert orsta_trl.tools.python("print(6 * 7)").strip() == "42"
     assert orsta_trl.tools.calculator.__name__ == "calculator" and orsta_trl.tools.python.__name__ == "python"
+
+
+USER_TOOLS = '''
+def add(a: int, b: int) -> str:
+    """Add two integers.
+
+    Args:
+        a: the first integer
+        b: the second integer
+    """
+    return str(a + b)
+'''
+
+
+def test_user_modules_and_the_readme_mcp_server_work_from_the_working_folder_without_pythonpath(
+    tmp_path, tiny_lm
+):
+    """``orsta-trl check-recipe`` and ``orsta-trl train`` (the console script, whose sys.path[0] is the venv's
+    bin folder) from a working folder holding ``my_pkg/tools.py`` and the README's ``servers/calc.py``: no
+    PYTHONPATH, and only the system folders on PATH (``command: python`` is the training interpreter)."""
+    import json
+    import subprocess
+    import sys
+
+    from test_tools_mcp import readme_mcp_server
+
+    (tmp_path / "my_pkg").mkdir()
+    (tmp_path / "my_pkg" / "__init__.py").write_text("")
+    (tmp_path / "my_pkg" / "tools.py").write_text(USER_TOOLS)
+    (tmp_path / "servers").mkdir()
+    (tmp_path / "servers" / "calc.py").write_text(readme_mcp_server())
+    record = {
+        "id": "q0",
+        "data_source": "tool_math",
+        "prompt": [{"role": "user", "content": "What is 2 + 3?"}],
+        "reward": {"verifier": "tool", "ground_truth": "5", "params": {"require_tool": True}},
+    }
+    (tmp_path / "data.jsonl").write_text(json.dumps(record) + "\n")
+    recipe = f"""
+model_name_or_path: {tiny_lm}
+train_files: [data.jsonl]
+output_dir: run
+tool_modules: [my_pkg.tools]
+mcp_servers:
+  - {{name: calc, command: python, args: [servers/calc.py], env: {{CALC_DIGITS: "6"}}}}
+max_steps: 1
+num_generations: 2
+per_device_train_batch_size: 2
+max_completion_length: 16
+max_tool_calling_iterations: 1
+use_cpu: true
+bf16: false
+gradient_checkpointing: false
+save_strategy: "no"
+report_to: []
+"""
+    (tmp_path / "recipe.yaml").write_text(recipe)
+    (tmp_path / "typo.yaml").write_text(recipe.replace("my_pkg.tools", "my_pkgg.tools"))
+    cli = str(Path(sys.executable).parent / "orsta-trl")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+    def run(*args):
+        return subprocess.run(
+            [cli, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    checked = run("check-recipe", "recipe.yaml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr[-3000:]
+    typo = run("check-recipe", "typo.yaml")
+    assert typo.returncode == 1
+    assert "no module named 'my_pkgg.tools'" in typo.stderr and str(tmp_path) in typo.stderr  # folders tried
+    trained = run("train", "recipe.yaml")
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
+    assert "tools: add, multiply" in trained.stdout + trained.stderr
+    assert (tmp_path / "run" / "config.json").exists()

@@ -5,6 +5,7 @@ end. ``tests/test_tool_loop.py`` runs TRL's tool loop with this server's tool on
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,3 +88,38 @@ def test_a_server_that_cannot_start_is_named_before_training(tmp_path):
     bad = [{"name": "broken", "command": sys.executable, "args": ["-c", "import sys; sys.exit(2)"]}]
     with pytest.raises(ValueError, match="server 'broken'"):
         build_tools(mcp_servers=bad, timeout_s=2)
+
+
+def test_a_server_that_cannot_start_shows_its_stderr_not_an_exception_group(tmp_path):
+    # the message is assembled by the child, so that it cannot come from the command line shown in the error
+    code = "import sys; sys.stderr.write('calc server: no index ' + 'at data/index\\n'); sys.exit(2)"
+    bad = [{"name": "broken", "command": sys.executable, "args": ["-c", code]}]
+    with pytest.raises(ValueError, match="server 'broken'") as raised:
+        build_tools(mcp_servers=bad, timeout_s=2)
+    assert "calc server: no index at data/index" in str(raised.value)
+
+
+def readme_mcp_server() -> str:
+    """The MCP server shipped in the README (the python block after "An MCP server"), verbatim."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    return readme.split("**An MCP server**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_server_runs_under_command_python_without_the_venv_on_path(tmp_path):
+    """``command: python`` is the training interpreter: with only the system folders on PATH (whose python, if
+    any, lacks ``mcp``), the README's server starts and answers."""
+    (tmp_path / "servers").mkdir()
+    (tmp_path / "servers" / "calc.py").write_text(readme_mcp_server())
+    code = (
+        "from orsta_trl.tools.registry import build_tools\n"
+        "spec = [{'name': 'calc', 'command': 'python', 'args': ['servers/calc.py'], 'env': {'CALC_DIGITS': '2'}}]\n"
+        "tools = build_tools(mcp_servers=spec, timeout_s=10)\n"
+        "print(tools.names, tools.tools[0](a=1.5, b=2.25))\n"
+        "tools.close()\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[0] == "['multiply'] 3.38"

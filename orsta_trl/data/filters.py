@@ -36,7 +36,10 @@ from orsta_trl.errors import DataError
 from orsta_trl.keys import unknown_key_message
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "choice": {"enabled": True, "verifiers": ["math", "count", "ocr"]},
+    "choice": {
+        "enabled": True,
+        "verifiers": None,
+    },  # None: the short-answer verifiers (Verifier.short_answer)
     "math_answer": {"enabled": True, "forbidden": "=[]();", "max_length": 20},
     "detection": {"enabled": True, "max_per_category": 10, "max_area": 0.5},
     "max_prompt_length": {"enabled": True, "max_prompt_length": None},
@@ -105,7 +108,8 @@ def _text(record: Record) -> str:
 
 
 def rule_choice(record: Record, cfg: dict) -> str | None:
-    if record.reward.verifier.name not in cfg["verifiers"]:
+    verifier = record.reward.verifier
+    if not (verifier.short_answer if cfg["verifiers"] is None else verifier.name in cfg["verifiers"]):
         return None
     answer = record.raw_reward.get("ground_truth")
     if (
@@ -182,7 +186,7 @@ class FilterReport:
 
 
 def apply_rules(
-    records: list[Record], config: dict | None = None, *, processing_class=None
+    records: list[Record], config: dict | None = None, *, processing_class=None, tools: list | None = None
 ) -> tuple[list[Record], FilterReport]:
     """Run the enabled rules over validated records, in order; a record is removed by the first rule that fires.
 
@@ -190,6 +194,7 @@ def apply_rules(
         records: validated records (``load_records``).
         config: from :func:`rules_config` (None: the defaults).
         processing_class: the processor (or tokenizer) training will use; needed by ``max_prompt_length``.
+        tools: the run's tools, whose schemas the chat template writes into every prompt (counted).
 
     Returns:
         (kept records, :class:`FilterReport`).
@@ -207,7 +212,7 @@ def apply_rules(
             n = int(limit["max_prompt_length"])
 
             def too_long(record: Record, _cfg) -> str | None:
-                length = prompt_length(record, processing_class)
+                length = prompt_length(record, processing_class, tools)
                 return f"{length} prompt tokens > {n}" if length > n else None
 
             active.append(("max_prompt_length", too_long))
@@ -297,7 +302,12 @@ def write_records(pairs, out: str | Path, *, extra: dict | None = None) -> Path:
 
 
 def filter_rules_file(
-    src: str | Path, out: str | Path, config: dict | None = None, *, processing_class=None
+    src: str | Path,
+    out: str | Path,
+    config: dict | None = None,
+    *,
+    processing_class=None,
+    tools: list | None = None,
 ) -> FilterReport:
     """Read ``src``, apply the rules, write the kept records to ``out``.
 
@@ -306,12 +316,13 @@ def filter_rules_file(
         out: the ``.jsonl`` to write.
         config: from :func:`rules_config` / :func:`load_rules_config` (None: the defaults).
         processing_class: the processor for ``max_prompt_length`` (None: that rule is not applied).
+        tools: the run's tools (their schemas count in ``max_prompt_length``).
 
     Returns:
         The :class:`FilterReport`.
     """
     pairs = read_with_raw(src)
-    kept, report = apply_rules([r for _, r in pairs], config, processing_class=processing_class)
+    kept, report = apply_rules([r for _, r in pairs], config, processing_class=processing_class, tools=tools)
     keep = {id(r) for r in kept}
     write_records([(raw, r) for raw, r in pairs if id(r) in keep], out)
     return report

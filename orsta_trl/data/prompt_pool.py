@@ -120,7 +120,7 @@ def pool_suffix(record: Record, seed: int, free_form=FREE_FORM, tagged=TAGGED) -
 def apply_prompt_pool(
     records: Sequence[Record],
     *,
-    verifiers: Sequence[str] = ("math", "count", "ocr"),
+    verifiers: Sequence[str] | None = None,
     seed: int = 0,
     free_form=None,
     tagged=None,
@@ -130,7 +130,8 @@ def apply_prompt_pool(
 
     Args:
         records: validated records.
-        verifiers: verifier names to apply the pool to.
+        verifiers: verifier names to apply the pool to (None: every verifier whose ground truth is a short
+            answer, ``Verifier.short_answer``: math, count, ocr and user verifiers that say so).
         seed: same seed, same sentences per record.
         free_form: replacement free-form pool (None: :data:`FREE_FORM`).
         tagged: replacement tagged pool (None: :data:`TAGGED`).
@@ -141,7 +142,8 @@ def apply_prompt_pool(
     pools = (free_form or FREE_FORM, tagged or TAGGED)
     out = []
     for record in records:
-        if record.reward.verifier.name not in verifiers:
+        verifier = record.reward.verifier
+        if not (verifier.short_answer if verifiers is None else verifier.name in verifiers):
             out.append(record)
             continue
         suffix = pool_suffix(record, seed, *pools)
@@ -171,7 +173,7 @@ def pooled(records: Sequence[Record], orsta) -> list[Record]:
         return list(records)
     return apply_prompt_pool(
         records,
-        verifiers=tuple(orsta.prompt_pool_verifiers),
+        verifiers=None if orsta.prompt_pool_verifiers is None else tuple(orsta.prompt_pool_verifiers),
         seed=int(orsta.prompt_pool_seed),
         free_form=orsta.prompt_pool_free_form,
         tagged=orsta.prompt_pool_tagged,

@@ -10,6 +10,8 @@ string, which is how heterogeneous ground truths fit in one Parquet column)::
                 "accuracy_weight": 1.0, "format_weight": 0.1, "extra_weights": {}, "params": {}},
      "extra": {}}
 
+The reward block and its formula live in :mod:`orsta_trl.verifiers.reward` (re-used here).
+
 Every problem is found before training and reported with the file and line, the data source, the record id
 and the field (:class:`RecordError`); :func:`load_records` collects all of them rather than stopping at the
 first, which is what ``orsta-trl check-data`` prints.
@@ -18,7 +20,6 @@ first, which is what ``orsta-trl check-data`` prints.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +27,10 @@ from typing import Any
 
 from orsta_trl.errors import DataError, MissingFileError
 from orsta_trl.keys import unknown_key_message
-from orsta_trl.verifiers.base import FieldError, Verifier
+from orsta_trl.verifiers.base import FieldError
+from orsta_trl.verifiers.reward import RewardSpec, prepare_reward
 
 RECORD_KEYS = ("id", "data_source", "prompt", "images", "reward", "extra")
-REWARD_KEYS = ("verifier", "ground_truth", "accuracy_weight", "format_weight", "extra_weights", "params")
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -58,21 +59,6 @@ class DatasetError(DataError):
     def messages(self) -> list[str]:
         """Every invalid record on a line of its own, then the count (what ``orsta-trl`` prints)."""
         return [*map(str, self.errors), f"{len(self.errors)} invalid record(s)"]
-
-
-@dataclass(frozen=True)
-class RewardSpec:
-    """A record's reward, validated and prepared: which verifier, its params and gold, and the weights.
-
-    The formula that turns a verdict and these weights into one scalar is :func:`orsta_trl.rewards.combine`.
-    """
-
-    verifier: Verifier
-    params: Any
-    gold: Any
-    accuracy_weight: float = 1.0
-    format_weight: float = 0.0
-    extra_weights: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -341,35 +327,6 @@ def validate_record(raw: Any, location: str, base_dir: Path, *, image_sizes: str
     return Record(rid, source, prompt, paths, reward, sizes, dict(extra), dict(reward_raw), location)
 
 
-def prepare_reward(raw: Any) -> RewardSpec:
-    """Validate ``reward`` and prepare its verifier's params and ground truth (FieldError names the field)."""
-    from orsta_trl.verifiers.registry import get_verifier
-
-    if not isinstance(raw, Mapping):
-        raise FieldError("reward", "must be an object with at least 'verifier' and 'ground_truth'")
-    for key in raw:
-        if key not in REWARD_KEYS:
-            raise FieldError(f"reward.{key}", unknown_key_message("reward field", key, REWARD_KEYS))
-    if "ground_truth" not in raw:
-        raise FieldError("reward.ground_truth", "missing")
-    verifier = get_verifier(raw.get("verifier"))
-    params = verifier.parse_params(_mapping(raw.get("params"), "reward.params"))
-    gold = verifier.prepare(raw["ground_truth"], params)
-    acc_w = _weight(raw.get("accuracy_weight", 1.0), "reward.accuracy_weight")
-    fmt_w = _weight(raw.get("format_weight", 0.0), "reward.format_weight")
-    extra = {}
-    for name, value in _mapping(raw.get("extra_weights"), "reward.extra_weights").items():
-        if name not in verifier.parts:
-            raise FieldError(
-                f"reward.extra_weights.{name}",
-                unknown_key_message(f"{verifier.name} part", name, verifier.parts or ["(none)"]),
-            )
-        extra[name] = _weight(value, f"reward.extra_weights.{name}")
-    if acc_w + fmt_w + sum(extra.values()) <= 0:
-        raise FieldError("reward.accuracy_weight", "all weights are zero: the reward would be undefined")
-    return RewardSpec(verifier, params, gold, acc_w, fmt_w, extra)
-
-
 def resolve_image(image: Any, base_dir: Path):
     """A path (relative to the dataset file, or absolute) as an absolute string; an in-memory image as a PIL image.
 
@@ -405,20 +362,6 @@ def read_image_size(image, *, decode: bool = False) -> tuple[int, int]:
         if decode:
             opened.load()
         return opened.size
-
-
-def _mapping(value: Any, field_name: str) -> Mapping:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise FieldError(field_name, f"must be an object, got {value!r}")
-    return value
-
-
-def _weight(value: Any, field_name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise FieldError(field_name, f"must be a finite number >= 0, got {value!r}")
-    return float(value)
 
 
 def _check_prompt(prompt: Any, fail) -> list[dict]:

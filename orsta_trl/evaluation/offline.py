@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orsta_trl.data.records import Record
+from orsta_trl.errors import RecipeError
 from orsta_trl.evaluation.generate import Generated, generate
 from orsta_trl.rewards.router import RewardRouter
 from orsta_trl.rewards.sample import Sample
@@ -127,17 +127,12 @@ def offline_session(
 
 def offline_tools(orsta, processor):
     """The recipe's tools (None without any), with the tool-capable template set on ``processor``."""
-    if not (orsta.tools or orsta.tool_modules or orsta.mcp_servers):
-        return None
-    from orsta_trl.tools.chat import use_tool_template
-    from orsta_trl.tools.registry import build_tools
+    from orsta_trl.tools.registry import recipe_tools
 
-    vision = getattr(processor, "tokenizer", processor) is not processor
-    use_tool_template(processor, vision)
-    return build_tools(
-        orsta.tools, orsta.tool_modules, orsta.mcp_servers, timeout_s=orsta.tool_timeout_s,
-        memory_mb=orsta.tool_memory_mb, vision=vision, min_pixels=orsta.min_pixels, max_pixels=orsta.max_pixels,
-    )  # fmt: skip
+    try:
+        return recipe_tools(orsta, processor)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
 
 
 def load_for_eval(checkpoint: str, *, pixel_bounds: tuple[int, int] | None = None, dtype: str = "auto"):
@@ -149,10 +144,13 @@ def load_for_eval(checkpoint: str, *, pixel_bounds: tuple[int, int] | None = Non
     import torch
 
     from orsta_trl.models.loading import is_vision_model, load_model, load_processor
+    from orsta_trl.models.paths import adapter_base, check_model
 
-    path = Path(checkpoint)
+    path = Path(
+        check_model(checkpoint, what="checkpoint")
+    )  # a typo or a non-model folder: a typed error at once
     adapter = path / "adapter_config.json"
-    base = json.loads(adapter.read_text())["base_model_name_or_path"] if adapter.exists() else str(path)
+    base = adapter_base(path) if adapter.exists() else str(path)
     vision = is_vision_model(base)
     processor_source = str(path) if (path / "tokenizer_config.json").exists() else base
     low, high = pixel_bounds or (None, None)

@@ -46,7 +46,9 @@ def evaluate_checkpoint(
         settings used. ``orsta-trl eval`` prints it as a table.
     """
     from orsta_trl.data.records import load_records
+    from orsta_trl.recipe import orsta_config_from
 
+    orsta_config_from(recipe_path)  # the recipe's own verifiers join the registry before its records load
     with offline_session(checkpoint, load_records(data), recipe_path) as session:
         records, settings = session.records, session.settings
         rows = session.scorer(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 from pathlib import Path
 
 from orsta_trl.errors import MissingFileError, RecipeError
@@ -118,11 +117,9 @@ def merge_adapter(checkpoint: str | Path, out_dir: str | Path, *, base: str | No
     adapter = path / "adapter_config.json"
     if not adapter.is_file():
         raise MissingFileError(f"{path}: no adapter_config.json: not a LoRA checkpoint (nothing to merge)")
-    base = base or json.loads(adapter.read_text(encoding="utf-8"))["base_model_name_or_path"]
-    if not (Path(base) / "config.json").is_file() and (Path(base).exists() or base.count("/") != 1):
-        raise MissingFileError(
-            f"{path}: its base model {base!r} is not a model folder here (relative to {Path.cwd()}); pass --base"
-        )
+    from orsta_trl.models.paths import adapter_base, check_model
+
+    base = check_model(base, what="--base") if base else adapter_base(path)  # relative: to the checkpoint too
     vision = is_vision_model(base)
     model = load_model(base, vision=vision, dtype="auto")
     merged = PeftModel.from_pretrained(model, str(path)).merge_and_unload()

@@ -247,6 +247,9 @@ def _write(run_dir: Path, out_dir, scalars: dict[str, Series], note: str = "") -
         text += "\n## Plots\n\n" + "".join(f"- `{s}`: [{names[s]}]({names[s]})\n" for s in sources)
     if note:
         text += "\n" + note + "\n"
+    viewer = run_dir / "viewer.html"
+    if viewer.is_file():
+        text += "\n" + viewer_link(out, viewer)
     (out / "summary.md").write_text(text, encoding="utf-8")
     return out
 
@@ -266,6 +269,14 @@ def runs_note(run_dir: str | Path, runs: list[list[Path]]) -> str:
         + "\n".join(lines)
         + f"\n(report an earlier one with `orsta-trl report {root}/<its folder>`)"
     )
+
+
+def viewer_link(report_dir: Path, page: Path) -> str:
+    """The summary's line pointing at the rollout viewer's page (``orsta-trl view``)."""
+    import os
+
+    target = Path(os.path.relpath(Path(page).resolve(), Path(report_dir).resolve())).as_posix()
+    return f"## Rollouts\n\nEvery dumped completion, with its image and boxes: [viewer]({target})\n"
 
 
 def report_main(run_dir: str | Path, out_dir: str | Path | None = None) -> int:

@@ -20,7 +20,8 @@ import math
 import warnings
 from typing import Any
 
-from orsta_trl.keys import nearest, unknown_key_message
+from orsta_trl import keys
+from orsta_trl.keys import unknown_key_message
 
 
 class RecipeProblems(ValueError):
@@ -32,9 +33,8 @@ class RecipeProblems(ValueError):
 
 
 def not_one_of(key: str, value: Any, valid) -> str:
-    """``loss_type: 'dapoo' is not one of [...] (did you mean 'dapo'?)``."""
-    hint = nearest(str(value), [str(v) for v in valid])
-    return f"{key}: {value!r} is not one of {list(valid)}" + (f" (did you mean {hint!r}?)" if hint else "")
+    """``loss_type: 'dapoo' is not one of [...] (did you mean 'dapo'?)`` (the wording: :func:`keys.not_one_of`)."""
+    return f"{key}: {keys.not_one_of(value, valid)}"
 
 
 #: GRPOConfig keys whose values TRL 1.16 checks only once the trainer is built (or never).
@@ -162,6 +162,7 @@ def settings_problems(settings: Any) -> list[str]:
     mapping, ``iou_schedule`` a tuple of pairs, and a mixture (``datasets``) fills ``train_files``.
     """
     _as_list(settings, "train_files", "eval_datasets", "prompt_pool_verifiers", "tools", "tool_modules")
+    _as_list(settings, "verifier_modules", "reward_funcs")
     problems: list[str] = []
     for section in (_data, _rewards, _evaluation, _monitor, _tools, _warmup):
         problems += section(settings)
@@ -207,11 +208,18 @@ def _data(s: Any) -> list[str]:
 
 
 def _rewards(s: Any) -> list[str]:
-    """Pixel bounds, worker limits, the IoU schedule (a decreasing one is warned about) and the judges."""
+    """Pixel bounds, worker limits, the IoU schedule (a decreasing one is warned about), the judges, and the user's
+    verifiers (``verifier_modules``, ``reward_funcs``: imported and registered now, so that records can name them)."""
+    from orsta_trl.errors import RecipeError
     from orsta_trl.rewards.judges import judge_configs
+    from orsta_trl.verifiers.registry import load_user_verifiers
     from orsta_trl.verifiers.schedule import validate_schedule
 
     problems = []
+    try:
+        load_user_verifiers(s.verifier_modules, s.reward_funcs)
+    except RecipeError as exc:
+        problems.append(str(exc))
     if s.min_pixels <= 0 or s.max_pixels < s.min_pixels:
         problems.append(f"need 0 < min_pixels <= max_pixels, got {s.min_pixels} and {s.max_pixels}")
     if s.reward_timeout_s <= 0:
@@ -301,13 +309,14 @@ def path_problems(recipe: Any, *, files: bool = True) -> list[str]:
     problems = []
     name = recipe.model.model_name_or_path
     if name:
-        model = Path(name).expanduser()
-        if model.exists() and not (model / "config.json").is_file():
-            problems.append(f"model_name_or_path: {name} has no config.json (is it a model folder?)")
-        elif not model.exists() and (name.startswith((".", "/", "~")) or name.count("/") != 1):
+        from orsta_trl.models.paths import missing_model_message
+
+        problem = missing_model_message(name)  # a mistyped folder fails here, not after 25 s of hub retries
+        if problem and "has no config.json" in problem:
+            problems.append(f"model_name_or_path: {problem}")
+        elif problem:
             problems.append(
-                f"model_name_or_path: no such folder {name} (relative paths start at {Path.cwd()}), "
-                "and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
+                f"model_name_or_path: {problem}, and not a hub model id like 'Qwen/Qwen2.5-VL-7B-Instruct'"
             )
     out = Path(recipe.grpo.output_dir)
     existing = next(p for p in (out, *out.parents) if p.exists())

@@ -77,9 +77,12 @@ class PromptSettings:
             "help": "Append a seeded 'reason step by step' + 'answer format' sentence pair to prompts."
         },
     )
-    prompt_pool_verifiers: list[str] = field(
-        default_factory=lambda: ["math", "count", "ocr"],
-        metadata={"help": "Verifiers whose records get the prompt pool's sentences."},
+    prompt_pool_verifiers: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Verifiers whose records get the prompt pool's sentences (null: every verifier whose ground "
+            "truth is a short answer: math, count, ocr, and user verifiers that declare short_answer)."
+        },
     )
     prompt_pool_seed: int = field(default=0, metadata={"help": "Same seed, same sentences per record."})
     prompt_pool_free_form: list | None = field(

@@ -36,6 +36,7 @@ from typing import Any
 
 from orsta_trl.errors import NotReady, RecipeError
 from orsta_trl.keys import unknown_key_message
+from orsta_trl.verifiers.base import GraderFailure
 
 BACKENDS = ("transformers", "openai")
 _COMMON = ("backend", "model", "max_new_tokens", "timeout_s", "cache")
@@ -48,11 +49,8 @@ _RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
 
 
 @dataclass(frozen=True)
-class JudgeFailure:
+class JudgeFailure(GraderFailure):
     """No reply: ``reason`` is ``judge_timeout`` or ``judge_error``; ``detail`` says what happened."""
-
-    reason: str
-    detail: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Asking the judges for one batch: the router's side of the ``judge`` verifier.
 
-The router hands :meth:`Judging.ask` every judge request of a batch, ``(judge name, prompt, data_source)``.
+The ``judge`` verifier's grader (the verifier contract's grader seam, ``grader = "judge"``): the router hands
+:meth:`Judging.ask` every judge request of a batch, ``((judge name, prompt), data_source)``.
 Identical (judge, prompt) pairs, i.e. the same record and answer, are sent once per batch; with the judge's
 ``cache: N`` the last N replies are kept across steps (only replies: a failure is asked again next time).
 Each judge's backend is called once per batch with its distinct prompts. What comes back per request is the
@@ -24,9 +25,9 @@ from orsta_trl.data.records import DatasetError, Record, RecordError
 from orsta_trl.keys import unknown_key_message
 from orsta_trl.rewards.judges import JudgeConfig, JudgeFailure, close_backend, get_backend, judge_configs
 from orsta_trl.verifiers.base import RewardSettings
-from orsta_trl.verifiers.judge import NO_REPLY_REASONS, JudgeVerifier
+from orsta_trl.verifiers.judge import NO_REPLY_REASONS
 
-Request = tuple[str, str, str]  # (judge name, prompt, data_source)
+Request = tuple[tuple[str, str], str]  # ((judge name, prompt), data_source)
 
 
 @dataclass
@@ -52,22 +53,11 @@ class JudgeStats:
 
 
 def is_judged(record: Record) -> bool:
-    return isinstance(record.reward.verifier, JudgeVerifier)
+    return record.reward.verifier.grader == "judge"
 
 
 def judged_sources(records: Iterable[Record]) -> list[str]:
     return sorted({r.data_source for r in records if is_judged(r)})
-
-
-def question_text(record: Record) -> str:
-    """The question the judge sees: the text of the record's user messages (images are not shown)."""
-    return "\n".join(
-        part["text"]
-        for message in record.prompt
-        if message["role"] == "user"
-        for part in message["content"]
-        if part.get("type") == "text"
-    ).strip()
 
 
 class Judging:
@@ -84,7 +74,7 @@ class Judging:
         replies: dict[tuple[str, str], str | JudgeFailure] = {}
         pending: dict[str, dict[str, None]] = defaultdict(dict)
         sources_of: dict[tuple[str, str], list[str]] = defaultdict(list)
-        for name, prompt, source in requests:
+        for (name, prompt), source in requests:
             key = (name, prompt)
             sources_of[key].append(source)
             if key in replies or prompt in pending.get(name, ()):  # asked already in this batch
@@ -108,8 +98,8 @@ class Judging:
             for prompt, reply in zip(prompts, answered, strict=True):
                 replies[(name, prompt)] = reply
                 self._remember(name, prompt, reply)
-        out = [replies[(name, prompt)] for name, prompt, _ in requests]
-        for (_, _, source), reply in zip(requests, out, strict=True):
+        out = [replies[key] for key, _ in requests]
+        for (_, source), reply in zip(requests, out, strict=True):
             if isinstance(reply, JudgeFailure):
                 stats.failures[source] += 1
         return out, stats

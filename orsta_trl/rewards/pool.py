@@ -68,7 +68,7 @@ def _worker_main(conn: Connection) -> None:
     import signal
 
     from orsta_trl.rewards.warm import warm_up
-    from orsta_trl.verifiers.registry import REGISTRY
+    from orsta_trl.verifiers.registry import from_worker_reference
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes the pool
     started = time.process_time()
@@ -84,10 +84,10 @@ def _worker_main(conn: Connection) -> None:
             return
         if message is None:
             return
-        index, name, job = message
+        index, reference, job = message
         cpu = time.process_time()
-        try:
-            result = REGISTRY[name].run_slow_job(job)
+        try:  # a user's verifier arrives pickled and imports its module here
+            result = from_worker_reference(reference).run_slow_job(job)
         except Exception as exc:  # a verifier bug must not take the worker down
             result = Outcome(f"verifier_error:{type(exc).__name__}")
         try:
@@ -98,13 +98,11 @@ def _worker_main(conn: Connection) -> None:
 
 @dataclass(frozen=True)
 class Task:
-    """One slow job of the verifier named ``verifier``.
-
+    """One slow job of ``verifier`` (a built-in's name, or a user verifier pickled: ``worker_reference``).
     ``affinity``: jobs with the same key (math: the gold's text) go to the same worker while it has more of
-    them, so a gold is parsed once per batch instead of once in every worker.
-    """
+    them, so a gold is parsed once per batch instead of once in every worker."""
 
-    verifier: str
+    verifier: str | bytes
     job: Any
     affinity: Any = None
 

@@ -2,7 +2,7 @@
 
 For every completion the record gives the verifier, its prepared ground truth and params, and the weights; the
 router returns one :class:`~orsta_trl.rewards.sample.Sample` per completion, whose ``reward`` is
-(Σ weight_k × part_k) / (Σ weight_k) (:func:`~orsta_trl.rewards.formula.combine`). The samples go back to the
+(Σ weight_k × part_k) / (Σ weight_k) (:func:`~orsta_trl.verifiers.reward.combine`). The samples go back to the
 caller that asked for them: :meth:`RewardRouter.score` returns them, and :meth:`RewardRouter.reward_function`
 hands each TRL call's samples to a callback (the trainer's monitor). The router keeps no per-call state.
 
@@ -13,11 +13,14 @@ hands each TRL call's samples to a callback (the trainer's monitor). The router 
   :class:`~orsta_trl.rewards.pool.WorkerPool`, de-duplicated across the batch, each under
   ``reward_timeout_s`` of CPU time; a job past the limit scores 0 with ``reason="timeout"``. Everything else
   runs here.
-* ``judge`` records (a model grades the answer) are collected across the batch and sent to their judges by
-  :class:`~orsta_trl.rewards.judging.Judging`: each distinct prompt once, each judge called once per batch;
-  the reply reaches the verifier as ``score(..., reply=)``. A judge that gives no reply scores 0 with
-  ``judge_timeout`` / ``judge_error``, and reaches TRL as None under ``judge_failure: skip``. The judges'
-  seconds and failures per data_source are logged (``judge/<data_source>/seconds|failures``).
+* Verifiers graded from outside (the verifier contract's ``grader`` seam: a model judge, a TRL batch reward
+  function) build one request per completion; the router collects a batch's requests per grader and asks each
+  once. The judges' grader is :class:`~orsta_trl.rewards.judging.Judging` (each distinct prompt once, each judge
+  called once per batch); any other graded verifier answers its own batch (``Verifier.grade``). The reply reaches
+  the verifier as ``score(..., reply=)``. A grader that gives no reply (:class:`GraderFailure`) scores 0 with its
+  reason (``judge_timeout``, ``judge_error``), which reaches TRL as None under ``judge_failure: skip``. The
+  judges' seconds and failures per data_source are logged (``judge/<data_source>/seconds|failures``).
+* A verdict with reason ``not_applicable`` (a TRL reward function's None) reaches TRL as None, as in TRL.
 * Nothing a completion contains can raise: a verifier bug scores 0 with ``reason="verifier_error:..."``.
 """
 
@@ -27,25 +30,19 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from orsta_trl.console import say
 from orsta_trl.data.chat import messages_text
 from orsta_trl.data.records import Record
 from orsta_trl.errors import DataError
-from orsta_trl.rewards.formula import combine
-from orsta_trl.rewards.judges import JudgeFailure
-from orsta_trl.rewards.judging import (
-    JudgeStats,
-    Judging,
-    check_judges,
-    is_judged,
-    judged_sources,
-    question_text,
-    skipped,
-)
+from orsta_trl.rewards.judging import JudgeStats, Judging, check_judges, judged_sources, skipped
 from orsta_trl.rewards.pool import Outcome, Task, WorkerPool
 from orsta_trl.rewards.rollout import read_rollout
 from orsta_trl.rewards.sample import Sample
-from orsta_trl.verifiers.base import Context, RewardSettings, Verdict
+from orsta_trl.verifiers.base import NOT_APPLICABLE, Context, GraderFailure, RewardSettings, Verdict
+from orsta_trl.verifiers.registry import BUILT_IN, worker_reference
+from orsta_trl.verifiers.reward import combine
 from orsta_trl.verifiers.schedule import iou_threshold_at
+from orsta_trl.verifiers.user import where_it_runs
 
 #: Called with each TRL call's samples and the call's ``prompts`` and ``completion_ids``.
 SampleSink = Callable[..., None]
@@ -65,6 +62,8 @@ class RewardRouter:
         self.settings = settings or RewardSettings()
         self._pool: WorkerPool | None = None
         self.judging = Judging(self.settings)
+        #: The graders the rewards layer provides, by the name a verifier gives in ``grader``.
+        self.graders = {"judge": self.judging}
         self.judged_sources = judged_sources(self.records.values())
 
     @property
@@ -82,6 +81,9 @@ class RewardRouter:
         verifiers = (
             ready if ready is not None else check_ready([*self.records.values(), *also], self.settings)
         )
+        for verifier in verifiers:
+            if verifier.name not in BUILT_IN:
+                say(f"verifier {verifier.name!r} runs {where_it_runs(verifier)}")
         if not any(v.isolated for v in verifiers):
             return None
         self.pool.start()
@@ -132,22 +134,22 @@ class RewardRouter:
             firsts.setdefault(slot, triple)
         verdicts: list[Verdict | None] = [None] * len(unique)
         waiting: list[tuple[int, str, Record, Context, Task]] = []
-        judged: list[tuple[int, str, Record, Context, tuple[str, str, str]]] = []
+        graded: dict[str, list[tuple[int, str, Record, Context, object]]] = {}
         for slot, (record, text, rollout) in firsts.items():
             spec = record.reward
             ctx = self.context(record, progress, iou_override, rollout)
             job = _safe_slow_job(spec, text, ctx) if spec.verifier.isolated else None
             try:
-                request = _judge_request(record, text)
-            except Exception as exc:  # building the judge's prompt failed: our bug, not the judge's
+                request = _request(record, text)
+            except Exception as exc:  # building the grader's request failed: our bug, not the grader's
                 verdicts[slot] = _failed(spec, f"verifier_error:{type(exc).__name__}")
                 continue
             if request is not None:
-                judged.append((slot, text, record, ctx, request))
+                graded.setdefault(spec.verifier.grader, []).append((slot, text, record, ctx, request))
             elif job is None:
                 verdicts[slot] = _safe_score(spec, text, ctx)
             else:
-                task = Task(spec.verifier.name, job, spec.verifier.job_affinity(job))
+                task = Task(worker_reference(spec.verifier), job, spec.verifier.job_affinity(job))
                 waiting.append((slot, text, record, ctx, task))
         if waiting:
             jobs = list(dict.fromkeys(task for *_, task in waiting))
@@ -160,12 +162,13 @@ class RewardRouter:
                     else _safe_score(record.reward, text, ctx, slow=result)
                 )
         stats = JudgeStats()
-        if judged:
-            replies, stats = self.judging.ask([request for *_, request in judged])
-            for (slot, text, record, ctx, _), reply in zip(judged, replies, strict=True):
+        for name, items in graded.items():
+            replies, batch_stats = self._ask(name, items)
+            stats = batch_stats or stats
+            for (slot, text, record, ctx, _), reply in zip(items, replies, strict=True):
                 verdicts[slot] = (
                     _failed(record.reward, reply.reason)
-                    if isinstance(reply, JudgeFailure)
+                    if isinstance(reply, GraderFailure)
                     else _safe_score(record.reward, text, ctx, reply=reply)
                 )
         samples = [
@@ -173,6 +176,20 @@ class RewardRouter:
             for record, text, slot, rollout in zip(records, texts, order, rollouts, strict=True)
         ]
         return samples, stats
+
+    def _ask(self, name: str, items: list) -> tuple[list, JudgeStats | None]:
+        """One grader's replies to a batch's requests (and the judges' stats); a grader that raises fails them all."""
+        grader = self.graders.get(name)
+        try:
+            if grader is not None:
+                return grader.ask([(request, record.data_source) for _, _, record, _, request in items])
+            verifier = items[0][2].reward.verifier  # a grader of its own (a TRL reward function)
+            replies = verifier.grade([request for *_, request in items])
+            if len(replies) != len(items):
+                raise ValueError(f"{len(replies)} replies for {len(items)} requests")
+            return replies, None
+        except Exception as exc:  # a grader's bug never crashes training
+            return [GraderFailure(f"verifier_error:{type(exc).__name__}", str(exc))] * len(items), None
 
     def score_batch(
         self,
@@ -221,8 +238,12 @@ class RewardRouter:
         return orsta
 
     def trl_rewards(self, samples: Sequence[Sample]) -> list[float | None]:
-        """The rewards TRL gets: each sample's, or None where ``judge_failure: skip`` leaves a sample out."""
-        return [None if skipped(s.reason, self.settings) else s.reward for s in samples]
+        """The rewards TRL gets: each sample's, or None for a sample that does not apply (``not_applicable``) or
+        that ``judge_failure: skip`` leaves out."""
+        return [
+            None if s.reason == NOT_APPLICABLE or skipped(s.reason, self.settings) else s.reward
+            for s in samples
+        ]
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs) -> list[float | None]:
         """TRL's reward-function protocol: one float (or None) per completion."""
@@ -252,13 +273,12 @@ def check_ready(records: Iterable[Record], settings: RewardSettings) -> list:
     return verifiers
 
 
-def _judge_request(record: Record, text: str) -> tuple[str, str, str] | None:
-    """(judge name, prompt, data_source) for a judged record's completion with an answer, else None."""
-    if not is_judged(record):
-        return None
+def _request(record: Record, text: str):
+    """What a graded verifier asks its grader about this completion, or None (not graded, or nothing to ask)."""
     spec = record.reward
-    prompt = spec.verifier.request(text, spec.gold, spec.params, question_text(record))
-    return None if prompt is None else (spec.params.judge, prompt, record.data_source)
+    if spec.verifier.grader is None:
+        return None
+    return spec.verifier.request(text, spec.gold, spec.params, record)
 
 
 def _rollout_key(rollout: Mapping | None):

@@ -7,6 +7,11 @@ is what TRL's tool loop calls by ``__name__``. A call goes to the server on a ba
 raises, a server that died, or a call past ``tool_timeout_s`` comes back as an ``Error...`` result
 (:class:`~orsta_trl.tools.result.ToolResult` with ``ok=False``), never an exception.
 
+``command: python`` (or ``python3``) runs the training interpreter (``sys.executable``), not whatever ``python``
+is first on PATH: a server written against the packages of the training environment (``mcp`` itself) must run
+there, also when the virtual environment is not activated. A server's stderr goes to a temporary file, whose
+tail is shown when the server fails to start (the SDK itself only reports an ``ExceptionGroup``).
+
 Deviation from RL-Factory: its MCP manager also reaches servers over SSE; here only stdio is supported.
 """
 
@@ -14,13 +19,34 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orsta_trl.tools.result import ToolResult
+from orsta_trl.verifiers.tool import reports_failure
 
 SERVER_KEYS = ("name", "command", "args", "env")
+#: Commands that mean "the training interpreter".
+PYTHON_COMMANDS = ("python", "python3")
+
+
+def server_command(command: str) -> str:
+    """The executable a server entry's ``command`` runs: ``python``/``python3`` is this interpreter.
+
+    >>> server_command("python") == sys.executable, server_command("node")
+    (True, 'node')
+    """
+    return sys.executable if command in PYTHON_COMMANDS else command
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The innermost exceptions of an exception group (the exception itself otherwise)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
 
 
 def check_server_specs(specs: Any) -> list[str]:
@@ -95,6 +121,7 @@ class McpServers:
         self._thread = threading.Thread(target=self._loop.run_forever, name="orsta-mcp", daemon=True)
         self._stop: asyncio.Event | None = None
         self._runs: list[concurrent.futures.Future] = []
+        self._errlogs: dict[str, Any] = {}  # server name -> its stderr (a temporary file)
 
     def start(self) -> list[McpTool]:
         """Start every server, list its tools, and return them (in server order).
@@ -110,10 +137,13 @@ class McpServers:
             try:
                 tools = ready.result(timeout=max(30.0, self.timeout_s))
             except Exception as exc:
+                stderr = self._stderr_tail(spec["name"])
                 self.close()
+                causes = "; ".join(f"{type(e).__name__}: {e}" for e in _leaves(exc))
+                command = f"{server_command(spec['command'])} {' '.join(spec.get('args', []))}".strip()
                 raise RuntimeError(
-                    f"mcp_servers: server {spec['name']!r} ({spec['command']} {' '.join(spec.get('args', []))}) "
-                    f"did not start: {type(exc).__name__}: {exc}"
+                    f"mcp_servers: server {spec['name']!r} ({command}) did not start: {causes}"
+                    + (f"\nits stderr ended with:\n{stderr}" if stderr else "\n(it wrote nothing to stderr)")
                 ) from None
             self.tools.extend(McpTool(self, spec["name"], t) for t in tools)
         return self.tools
@@ -123,10 +153,16 @@ class McpServers:
         from mcp.client.stdio import stdio_client
 
         params = StdioServerParameters(
-            command=spec["command"], args=list(spec.get("args", [])), env=spec.get("env")
+            command=server_command(spec["command"]), args=list(spec.get("args", [])), env=spec.get("env")
+        )
+        errlog = self._errlogs[spec["name"]] = tempfile.TemporaryFile(
+            "w+", encoding="utf-8", errors="replace"
         )
         try:
-            async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            async with (
+                stdio_client(params, errlog=errlog) as (read, write),
+                ClientSession(read, write) as session,
+            ):
                 await session.initialize()
                 listed = await session.list_tools()
                 self.sessions[spec["name"]] = session
@@ -137,6 +173,15 @@ class McpServers:
                 ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
         finally:
             self.sessions.pop(spec["name"], None)
+
+    def _stderr_tail(self, server: str, lines: int = 20) -> str:
+        """The last lines a server wrote to stderr ("" when none)."""
+        errlog = self._errlogs.get(server)
+        if errlog is None or errlog.closed:
+            return ""
+        errlog.flush()
+        errlog.seek(0)
+        return "\n".join(errlog.read().rstrip().splitlines()[-lines:])
 
     def call(self, server: str, name: str, arguments: Mapping) -> ToolResult:
         """Call one tool; any failure, a dead server or a call past the time limit is an ``Error`` result."""
@@ -156,7 +201,9 @@ class McpServers:
             for block in result.content
         )
         failed = bool(getattr(result, "is_error", False) or getattr(result, "isError", False))
-        if failed and not text.startswith("Error"):
+        if failed and not reports_failure(
+            text
+        ):  # the server's failure, written the way every tool writes one
             text = f"Error: {text}"
         return ToolResult(text, ok=not failed)
 
@@ -173,6 +220,8 @@ class McpServers:
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        for errlog in self._errlogs.values():
+            errlog.close()
 
 
 async def _make_event() -> asyncio.Event:

@@ -13,7 +13,6 @@ it finishes in the background). The python sandbox and MCP calls enforce the lim
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import json
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 from orsta_trl.tools.crop import IMAGE_TOOLS
 from orsta_trl.tools.result import ToolResult
+from orsta_trl.verifiers.tool import reports_failure
 
 #: Built-in tools by recipe name.
 BUILTIN = ("calculator", "python", "crop", "zoom")
@@ -95,7 +95,7 @@ def as_result(result: Any):
     ):
         return result
     text = result if isinstance(result, str) else json.dumps(result, default=str)
-    return ToolResult(text, ok=not text.lstrip().startswith("Error"))
+    return ToolResult(text, ok=not reports_failure(text))
 
 
 def module_tools(name: str) -> list[Callable]:
@@ -106,10 +106,13 @@ def module_tools(name: str) -> list[Callable]:
     """
     from transformers.utils import get_json_schema
 
-    try:
-        module = importlib.import_module(name)
-    except Exception as exc:  # an ImportError, or the module's own error while importing
-        raise ValueError(f"tool_modules: cannot import {name!r}: {type(exc).__name__}: {exc}") from None
+    from orsta_trl.errors import RecipeError
+    from orsta_trl.user_modules import import_user_module
+
+    try:  # the working folder first, as `python script.py` run there would resolve it
+        module = import_user_module(name, key="tool_modules")
+    except RecipeError as exc:  # not found (naming the folders tried), or the module's own import error
+        raise ValueError(str(exc)) from None
     names = getattr(module, "__all__", None) or [
         n for n, f in vars(module).items() if inspect.isfunction(f) and f.__module__ == module.__name__
     ]
@@ -253,3 +256,28 @@ def build_tools(
             raise ValueError(f"two tools are named {name!r}: rename one (tools, tool_modules, mcp_servers)")
         seen.add(name)
     return toolset
+
+
+def recipe_tools(settings, processing_class) -> ToolSet | None:
+    """A recipe's tools (None without any), with our tool-capable template set on ``processing_class``; the
+    one setup of training, evaluation and the prompt-length filters. MCP servers start here.
+
+    Args:
+        settings: the recipe's settings (an ``OrstaConfig``: ``tools``, ``tool_modules``, ``mcp_servers``,
+            ``tool_timeout_s``, ``tool_memory_mb``, ``min_pixels``, ``max_pixels``).
+        processing_class: the processor or tokenizer the model uses (changed in place).
+
+    Raises:
+        ValueError: as :func:`build_tools`.
+    """
+    if not (settings.tools or settings.tool_modules or settings.mcp_servers):
+        return None
+    from orsta_trl.tools.chat import use_tool_template
+
+    vision = getattr(processing_class, "tokenizer", processing_class) is not processing_class
+    use_tool_template(processing_class, vision)
+    return build_tools(
+        settings.tools, settings.tool_modules, settings.mcp_servers, timeout_s=settings.tool_timeout_s,
+        memory_mb=settings.tool_memory_mb, vision=vision, min_pixels=settings.min_pixels,
+        max_pixels=settings.max_pixels,
+    )  # fmt: skip

@@ -8,6 +8,8 @@ word "Error" still succeeded, and a model cannot fake a success by writing a ``<
 
 from __future__ import annotations
 
+from orsta_trl.verifiers.tool import reports_failure
+
 
 class ToolResult(str):
     """A tool's text result and whether the call succeeded.
@@ -34,7 +36,7 @@ def call_succeeded(content) -> bool:
     Args:
         content: a tool message's content: a :class:`ToolResult` (its flag), a list of content parts (an image
             result: success), or plain text (TRL's own ``{'error': ...}`` for an unknown tool or a raised
-            exception, or text starting with ``Error``: failure).
+            exception, or text that :func:`~orsta_trl.verifiers.tool.reports_failure`: failure).
 
     Returns:
         True for a success.
@@ -43,8 +45,5 @@ def call_succeeded(content) -> bool:
     if ok is not None:
         return bool(ok)
     if isinstance(content, list):
-        return not any(
-            isinstance(p, dict) and str(p.get("text") or "").lstrip().startswith("Error") for p in content
-        )
-    text = str(content).lstrip()
-    return not (text.startswith("Error") or text.startswith("{'error'"))
+        return not any(isinstance(p, dict) and reports_failure(p.get("text") or "") for p in content)
+    return not (reports_failure(content) or str(content).lstrip().startswith("{'error'"))

@@ -27,6 +27,7 @@ POLICIES: dict[str, str] = {
     "else the last integer there",
     "answer_or_boxed": "the last complete <answer> block, else the content of the last \\boxed{}; "
     "none without either",
+    "completion": "the whole completion as it is: user verifiers and TRL reward functions read what they like",
 }
 
 
@@ -44,6 +45,8 @@ def extract(text: str, policy: str) -> str | None:
     >>> extract("so \\\\boxed{1}, \\\\boxed{2}", "boxed_region")
     'so \\\\boxed{1}, \\\\boxed{2}'
     """
+    if policy == "completion":
+        return text
     if policy == "answer_tag":
         return answer_block(text)
     if policy == "answer_tag_or_text":

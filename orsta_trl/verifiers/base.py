@@ -14,6 +14,14 @@ Each verifier declares:
 * ``prepare(ground_truth, params)``: validates and pre-parses the ground truth once per record.
 * ``score(text, gold, params, ctx)``: never raises on a malformed completion; it returns zeros and a ``reason``.
 * ``parts``: the names of the extra parts it reports, so monitors know every key before the first batch.
+* ``short_answer``: True when its ground truth is a short answer (a number, an expression, a word) read from the
+  completion's answer region. Question/answer tables convert to such verifiers, the ``choice`` filter and the
+  prompt pool's answer-format sentences apply to them (``math``, ``count``, ``ocr``; a user verifier may say so).
+* ``grader``: None for a verifier that scores alone. A verifier graded from outside (a model judge, a TRL batch
+  reward function) names its grader and builds one ``request(text, gold, params, record)`` per completion; the
+  router collects a batch's requests per grader, asks each grader once (:meth:`Verifier.grade` unless the rewards
+  layer provides the grader: the judges), and finishes each verdict with ``score(..., reply=)``. A grader may
+  answer a :class:`GraderFailure` instead of a reply: that completion scores 0 with the failure's reason.
 * ``isolated``: True when a single call may hang (math-verify on pathological input). Such a verifier splits
   its work: ``slow_job(text, gold, params, ctx)`` returns a small hashable description of the part that may
   hang (or None when the text needs nothing slow), ``run_slow_job(job)`` computes it, and
@@ -33,7 +41,11 @@ from typing import Any, ClassVar
 from orsta_trl.errors import NotReady
 from orsta_trl.keys import unknown_key_message
 
-__all__ = ["Context", "FieldError", "NotReady", "RewardSettings", "Verdict", "Verifier"]
+__all__ = ["Context", "FieldError", "GraderFailure", "NotReady", "RewardSettings", "Verdict", "Verifier"]
+
+#: The reason of a verdict that does not apply to a completion (a TRL reward function's None): TRL gets None,
+#: which leaves the completion out of the advantage, as in TRL.
+NOT_APPLICABLE = "not_applicable"
 
 #: V-Triune's dynamic IoU schedule: (training progress from which it applies, IoU threshold).
 DEFAULT_IOU_SCHEDULE: tuple[tuple[float, float], ...] = ((0.0, 0.85), (0.10, 0.95), (0.25, 0.99))
@@ -116,6 +128,20 @@ class RewardSettings:
             "help": "Reward worker processes per rank (0: the usable cores divided among the node's ranks)."
         },
     )
+    verifier_modules: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Python modules whose public functions fn(completion, ground_truth, **params) -> float | dict "
+            "(and Verifier subclasses) become verifiers named after them (README: Your own reward)."
+        },
+    )
+    reward_funcs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "TRL reward functions by dotted name (trl.rewards.think_format_reward, my_pkg.f), each a "
+            "verifier named after the function, called with TRL's batch signature."
+        },
+    )
     rewrite_embedder: str | None = field(
         default=None,
         metadata={
@@ -159,6 +185,15 @@ class Context:
     rollout: Mapping[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class GraderFailure:
+    """An outside grader gave no reply for a request: ``reason`` (``judge_timeout``, ``judge_error``,
+    ``verifier_error:...``) becomes the sample's reason; ``detail`` says what happened."""
+
+    reason: str
+    detail: str = ""
+
+
 #: ``score(..., slow=NOT_RUN)``: the slow part has not been run elsewhere; compute it here.
 NOT_RUN = object()
 
@@ -176,6 +211,10 @@ class Verifier(ABC):
     parts: ClassVar[tuple[str, ...]] = ()
     isolated: ClassVar[bool] = False
     needs_image_size: ClassVar[bool] = False
+    #: Its ground truth is a short answer read from the answer region (see the module docstring).
+    short_answer: ClassVar[bool] = False
+    #: The name of the outside grader its requests go to, or None when it scores alone.
+    grader: ClassVar[str | None] = None
     #: Which answer-extraction policy of :data:`orsta_trl.verifiers.answer.POLICIES` this verifier reads.
     answer_policy: ClassVar[str]
 
@@ -202,6 +241,17 @@ class Verifier(ABC):
     @abstractmethod
     def score(self, text: str, gold: Any, params: Any, ctx: Context) -> Verdict:
         """The verdict on one completion; never raises on what the completion contains."""
+
+    def request(self, text: str, gold: Any, params: Any, record: Any) -> Any:
+        """Graded verifiers: what to ask the grader about this completion (hashable), or None when there is
+        nothing to ask (no answer): then ``score`` runs without a reply. ``record`` is the record being scored
+        (its ``prompt``, ``data_source``, ``id`` and ``extra``)."""
+        return None
+
+    def grade(self, requests: list[Any]) -> list[Any]:
+        """Graded verifiers whose grader is themselves: one reply (or :class:`GraderFailure`) per request, in
+        order, for one batch. The judges' grader lives in the rewards layer instead."""
+        raise TypeError(f"{self.name} has no grader of its own")
 
     def slow_job(self, text: str, gold: Any, params: Any, ctx: Context) -> Any:
         """Isolated verifiers: the hashable, picklable part of scoring ``text`` that may hang, or None."""

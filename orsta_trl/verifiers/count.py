@@ -47,6 +47,7 @@ class CountParams:
 class CountVerifier(Verifier):
     name = "count"
     Params = CountParams
+    short_answer = True
     answer_policy = "number"
 
     def prepare(self, ground_truth, params: CountParams) -> int:

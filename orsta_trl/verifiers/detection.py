@@ -92,23 +92,42 @@ def detection_score(
     return float(_accuracy(n, s, len(pred_boxes), len(gt_boxes), completeness_weight, count_penalty)[0])
 
 
-def _scale(pred_coords: str, ctx: Context) -> tuple[float, float] | None:
-    """Factors from the prediction's frame to the original image's pixels; None when the size is unusable."""
+def frame_scale(
+    pred_coords: str, image_size: tuple[int, int] | None, min_pixels: int, max_pixels: int
+) -> tuple[float, float] | None:
+    """Factors (x, y) from a prediction's frame to the original image's pixels; None when the size is unusable.
+
+    Args:
+        pred_coords: the record's frame: ``"resized"`` (Qwen2.5-VL's model input), ``"norm1000"`` or
+            ``"original"``.
+        image_size: the original image's (width, height); not needed for ``"original"``.
+        min_pixels, max_pixels: the processor's pixel bounds (the resized frame).
+
+    Returns:
+        ``(sx, sy)``: multiply x by ``sx`` and y by ``sy``; None without a usable size.
+
+    >>> frame_scale("norm1000", (200, 100), 3136, 50176)
+    (0.2, 0.1)
+    """
     if pred_coords == "original":
         return 1.0, 1.0
-    if not ctx.image_sizes:
+    if not image_size:
         return None
     try:
-        width, height = ctx.image_sizes[0]
+        width, height = image_size
         if not (width > 0 and height > 0):
             return None
         if pred_coords == "norm1000":
             return width / 1000.0, height / 1000.0
-        return resized_scale(
-            int(width), int(height), int(ctx.settings.min_pixels), int(ctx.settings.max_pixels)
-        )
+        return resized_scale(int(width), int(height), int(min_pixels), int(max_pixels))
     except Exception:
         return None
+
+
+def _scale(pred_coords: str, ctx: Context) -> tuple[float, float] | None:
+    """Factors from the prediction's frame to the original image's pixels; None when the size is unusable."""
+    size = ctx.image_sizes[0] if ctx.image_sizes else None
+    return frame_scale(pred_coords, size, ctx.settings.min_pixels, ctx.settings.max_pixels)
 
 
 def _check_threshold(field_name: str, value: Any, allowed: tuple[str, ...]) -> None:

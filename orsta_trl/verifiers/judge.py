@@ -216,10 +216,22 @@ def _yes_no(text: str) -> float | None:
     return found.pop() if len(found) == 1 else None
 
 
+def question_text(prompt: list[dict]) -> str:
+    """The question the judge sees: the text of the user messages of a record's prompt (images are not shown)."""
+    return "\n".join(
+        part["text"]
+        for message in prompt
+        if message["role"] == "user"
+        for part in message["content"]
+        if part.get("type") == "text"
+    ).strip()
+
+
 class JudgeVerifier(Verifier):
     """A model's grade of the answer, asked by the rewards layer; this object builds prompts and reads replies."""
 
     name = "judge"
+    grader = "judge"  # the rewards layer asks the recipe's judges (rewards/judging.py)
     answer_policy = "answer_tag_or_text"
     Params = JudgeParams
     parts = PARTS
@@ -258,10 +270,15 @@ class JudgeVerifier(Verifier):
         answer = (extract(text, self.answer_policy) or "").strip()[: params.max_answer_chars]
         return answer.encode("utf-8", "replace").decode("utf-8")
 
-    def request(self, text: str, gold: JudgeGold, params: JudgeParams, question: str) -> str | None:
+    def prompt(self, text: str, gold: JudgeGold, params: JudgeParams, question: str) -> str | None:
         """The prompt to send to the judge for this completion, or None when there is no answer to grade."""
         answer = self.answer(text, params)
         return build_prompt(params.template, question, gold, answer) if answer else None
+
+    def request(self, text: str, gold: JudgeGold, params: JudgeParams, record: Any) -> tuple[str, str] | None:
+        """The grader seam: (judge name, prompt) for this completion, or None when there is no answer."""
+        prompt = self.prompt(text, gold, params, question_text(record.prompt))
+        return None if prompt is None else (params.judge, prompt)
 
     def score(
         self, text: str, gold: JudgeGold, params: JudgeParams, ctx: Context, reply: str | None = None

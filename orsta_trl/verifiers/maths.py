@@ -12,7 +12,8 @@ Where we deviate from math-verify's defaults, on purpose, each with the case tha
   ``no_answer``, although math-verify's other anchors ("the final answer is $x$") would read it. The prompts
   ask for a box, and the format reward is about following them. In the extraction config this takes:
 
-  - ``boxed_match_priority=0`` (default 50): ``\\boxed{4}. The final answer is $3$.`` reads 4, not 3;
+  - ``boxed_match_priority=0`` (default 50): ``\\boxed{\\frac12}. The final answer is $\\frac13$.`` reads 1/2,
+    not 1/3;
   - ``try_extract_without_anchor=False`` (default True): ``I think $x = 7$ \\boxed{???}`` is not read as 7;
   - no ``ExprExtractionConfig`` (default: one after the LaTeX one): ``The answer is 7. \\boxed{\\frac{}{}}`` is
     not read as 7 from the prose;
@@ -158,8 +159,7 @@ def answers_match(gold_text: str, region: str) -> bool:
     quick = quick_match(gold_text, region)
     if quick is not None:
         return quick
-    parsed = _parse(region, answer_config())
-    return bool(parsed) and bool(verify(gold_expression(gold_text), parsed, timeout_seconds=None))
+    return bool(verify(gold_expression(gold_text), _parse(region, answer_config()), timeout_seconds=None))
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,7 @@ class MathParams:
 
 class MathVerifier(Verifier):
     name = "math"
+    short_answer = True
     answer_policy = "boxed_region"
     Params = MathParams
     isolated = True

@@ -50,6 +50,7 @@ class OcrParams:
 class OcrVerifier(Verifier):
     name = "ocr"
     Params = OcrParams
+    short_answer = True
     answer_policy = "answer_or_boxed"
 
     def prepare(self, ground_truth, params: OcrParams) -> str:

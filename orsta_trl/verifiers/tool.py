@@ -18,8 +18,8 @@ blocks (Qwen style), tool outputs as ``<tool_response>...</tool_response>`` bloc
   successful call always beats no call. Set ``require_tool: false`` where calling is optional and should not
   be pushed (a record the model can answer without tools).
 
-Call outcomes come from :func:`transcript_outcomes` (an output whose text starts with ``Error`` is a failure,
-as is a call with no output). Multi-turn training that knows the real outcomes puts them in the context's
+Call outcomes come from :func:`transcript_outcomes` (an output that :func:`reports_failure` is a failure, as is
+a call with no output). Multi-turn training that knows the real outcomes puts them in the context's
 rollout slot (``ctx.rollout["tool_outcomes"]``, one bool per call), which wins over the transcript.
 
 The answer verifier is resolved once, when the record is prepared, from the registry handed to the constructor;
@@ -61,12 +61,19 @@ def _call_outputs(events: list[tuple[int, str, str]]) -> list[str | None]:
     return found
 
 
+def reports_failure(text: str) -> bool:
+    """The one rule for a tool result's text: one that starts with ``Error`` (after whitespace) reports a failed
+    call. Tools write their failures so (``Error: ...``), the tool loop reads them so, and so does this verifier.
+
+    >>> reports_failure("  Error: division by zero"), reports_failure("42 (no Error here)")
+    (True, False)
+    """
+    return str(text).lstrip().startswith("Error")
+
+
 def transcript_outcomes(text: str, params: ToolParams) -> list[bool]:
     """Per tool call, whether it succeeded, read from the outputs in the transcript."""
-    return [
-        out is not None and not out.lstrip().startswith("Error")
-        for out in _call_outputs(_events(text, params))
-    ]
+    return [out is not None and not reports_failure(out) for out in _call_outputs(_events(text, params))]
 
 
 def rollout_scores(text: str, params: ToolParams, outcomes: Sequence[bool] | None = None) -> dict:

@@ -1,4 +1,5 @@
-"""Question / answer tables (JSONL, JSON, CSV or Parquet) -> ``math``, ``count`` or ``ocr`` records.
+"""Question / answer tables (JSONL, JSON, CSV or Parquet) -> records of a short-answer verifier (``math``, ``count``,
+``ocr``, or a user verifier with ``short_answer``).
 
 Columns (names configurable): ``question``, ``answer``, optional ``image`` (a path relative to the input file,
 or ``{bytes}``), optional ``id`` and ``data_source``. The question is the prompt text as it is; the answer-format
@@ -14,8 +15,8 @@ from pathlib import Path
 
 from orsta_trl.data.convert.common import ConvertReport, Skip, Writer, read_table, run_rows
 from orsta_trl.errors import DataError, MissingFileError
-
-QA_VERIFIERS = ("math", "count", "ocr")
+from orsta_trl.keys import not_one_of
+from orsta_trl.verifiers.registry import short_answer_verifiers
 
 
 def _rows(src: Path):
@@ -44,7 +45,8 @@ def qa(
     Args:
         src: ``.jsonl``, ``.json``, ``.csv`` or ``.parquet``.
         out: the ``.jsonl`` to write.
-        verifier: ``math``, ``count`` or ``ocr``.
+        verifier: a verifier whose ground truth is a short answer (``Verifier.short_answer``: ``math``,
+            ``count``, ``ocr``, or a user verifier that declares it).
         data_source: the records' source (default: the row's ``data_source``, else the input file's stem).
         question_key: the question column.
         answer_key: the answer column.
@@ -53,8 +55,10 @@ def qa(
     Returns:
         The :class:`ConvertReport`.
     """
-    if verifier not in QA_VERIFIERS:
-        raise DataError(f"qa: verifier must be one of {list(QA_VERIFIERS)}, got {verifier!r}")
+    if verifier not in short_answer_verifiers():
+        raise DataError(
+            f"qa: verifier {not_one_of(verifier, short_answer_verifiers())} (short-answer verifiers)"
+        )
     src = Path(src)
 
     def record(location: str, row: dict, writer: Writer) -> dict:
