@@ -109,7 +109,7 @@ def build(tmp: Path, steps: int, eval_steps: int):
             "bf16": False,
         },
     )
-    trainer_module.replace_placeholders = timed("placeholder filtering", trainer_module.replace_placeholders)
+    trainer_module.drop_placeholders = timed("placeholder filtering", trainer_module.drop_placeholders)
     ours = build_trainer(recipe)
     if ours.dumper is not None:
         ours.dumper.write = timed("dumps", ours.dumper.write)

@@ -74,7 +74,9 @@ def _check_recipe(args) -> int:
     for path in args.recipes:
         try:
             recipe = load_recipe(path, check=True)
-            problems = [] if args.skip_paths else path_problems(recipe)  # hub names are left to the hub
+            problems = (
+                [] if args.skip_paths else path_problems(recipe, here=False)
+            )  # hub ids are left to the hub
             if problems:
                 raise RecipeError(
                     f"{path}: {problems[0]}"

@@ -252,7 +252,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
                 rows,
                 [p for _, p in gathered],
                 groups=[i // self.num_generations for i in range(len(rows))],
-                advantages=self._advantages([row.reward for row in rows]),
+                advantages=self._advantages(self.router.trl_rewards(rows)),  # None: left out, as TRL does
                 describe=self._describe_record,
             )
         self._metrics["train"]["monitor/seconds"].append(time.perf_counter() - started)

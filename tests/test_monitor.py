@@ -190,6 +190,19 @@ def test_reason_shares_use_every_completion_of_the_window():
     assert values["train/source/s/reason/none"] == 0.75
 
 
+def test_not_applicable_rows_are_left_out_of_the_means_as_trl_leaves_them_out():
+    """A TRL reward function's None: not in reward/accuracy/format nor the group spread, still in reason shares."""
+    rows = [
+        hand_row("s", "a", 1.0, 1.0, 1.0, group=1),
+        hand_row("s", "a", 0.0, 0.0, 0.0, reason="not_applicable", group=1),
+        hand_row("s", "b", 0.5, 0.5, 1.0, group=2),
+    ]
+    values = tags(finalize(aggregate([compute_metrics(rows)])))
+    assert values["train/source/s/reward"] == 0.75 and values["train/source/s/accuracy"] == 0.75
+    assert values["train/source/s/reason/not_applicable"] == pytest.approx(1 / 3)
+    assert values["train/source/s/groups/zero_spread"] == 1.0  # group 1 holds one applicable reward
+
+
 def test_merging_per_rank_partials_equals_the_concatenation():
     rank0 = [M1, M2]  # math only, holds the only no_answer
     rank1 = [D1, D2]  # det only

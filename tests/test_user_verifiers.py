@@ -278,6 +278,48 @@ def test_a_failing_reward_function_scores_zero_with_a_reason(user_folder):
     assert all(s.reward == 0.0 for s in samples)
 
 
+def test_an_async_reward_function_runs_inside_a_running_event_loop_and_keeps_its_loop(user_folder):
+    """As in Jupyter, whose event loop is already running: ``asyncio.run`` would raise there. One long-lived
+    loop serves every batch, so a client bound to a loop (made once) stays usable."""
+    import asyncio
+
+    (user_folder / "asyncrewards.py").write_text(
+        "import asyncio\n"
+        "LOOPS = set()\n"
+        "async def length_ok(completions, **kwargs):\n"
+        "    LOOPS.add(id(asyncio.get_running_loop()))\n"
+        "    await asyncio.sleep(0)\n"
+        "    return [float(len(c[0]['content']) <= 2) for c in completions]\n"
+    )
+    _recipe(user_folder, reward_funcs=["asyncrewards.length_ok"])
+    records = load_records([_record("a", "length_ok", None)])
+
+    async def inside_a_running_loop():
+        router = RewardRouter(records)
+        first = router.score(records * 2, ["ab", "abc"])
+        again = router.score(records, ["x"])
+        return first + again
+
+    samples = asyncio.run(inside_a_running_loop())
+    assert [(s.reward, s.reason) for s in samples] == [(1.0, None), (0.0, None), (1.0, None)]
+    import asyncrewards
+
+    assert len(asyncrewards.LOOPS) == 1
+
+
+def test_a_reward_function_that_requires_trainer_arguments_is_refused_at_load(user_folder):
+    """Such a function would fail on every batch (``score`` and ``eval`` have no completion ids): refuse it now."""
+    (user_folder / "needs_ids.py").write_text(
+        "def overlong(completions, completion_ids, **kwargs):\n    return [0.0] * len(completions)\n\n"
+        "def fine(completions, completion_ids=None, **kwargs):\n    return [1.0] * len(completions)\n"
+    )
+    with pytest.raises(
+        RecipeError, match="overlong requires completion_ids, which only TRL's trainer passes"
+    ):
+        _recipe(user_folder, reward_funcs=["needs_ids.overlong"])
+    _recipe(user_folder, reward_funcs=["needs_ids.fine"])  # a default is fine
+
+
 def test_register_verifier_from_python(user_folder):
     def brevity(completion: str, ground_truth, limit: int = 10) -> float:
         return float(len(completion) <= limit)

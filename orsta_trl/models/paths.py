@@ -28,9 +28,10 @@ def hub_offline() -> bool:
     )
 
 
-def is_local_reference(name: str) -> bool:
-    """Whether ``name`` can only mean a folder here (see the module docstring)."""
-    if name.startswith((".", "/", "~")) or name.count("/") != 1 or hub_offline():
+def is_local_reference(name: str, *, offline_counts: bool = True) -> bool:
+    """Whether ``name`` can only mean a folder here (see the module docstring). ``offline_counts=False`` leaves a
+    hub-shaped id to the hub even while it is offline: a recipe checked here may be meant for another machine."""
+    if name.startswith((".", "/", "~")) or name.count("/") != 1 or (offline_counts and hub_offline()):
         return True
     return Path(name.split("/", 1)[0]).expanduser().is_dir()
 
@@ -56,14 +57,15 @@ def nearest_folders(name: str, n: int = 3) -> list[str]:
     return difflib.get_close_matches(str(path), list(names), n=n, cutoff=0.5)
 
 
-def missing_model_message(name: str) -> str | None:
-    """Why ``name`` is not a usable model reference here (None when it is a model folder or may be a hub id)."""
+def missing_model_message(name: str, *, offline_counts: bool = True) -> str | None:
+    """Why ``name`` is not a usable model reference here (None when it is a model folder or may be a hub id).
+    ``offline_counts=False``: an uncached hub id is not a problem while the hub is offline (``check-recipe``)."""
     path = Path(name).expanduser()
     if path.exists():
         if (path / "config.json").is_file() or (path / "adapter_config.json").is_file():
             return None
         return f"{name} has no config.json (is it a model folder?)"
-    if not is_local_reference(name) or _in_hub_cache(name):
+    if not is_local_reference(name, offline_counts=offline_counts) or _in_hub_cache(name):
         return None
     near = nearest_folders(name)
     hint = f"; did you mean {' or '.join(near)}?" if near else ""

@@ -14,7 +14,9 @@ one form back from the event files (:func:`parse_tag`).
 Metrics per source:
 
 * ``reward``, ``accuracy``, ``format``: means over completions; ``part/<name>``: mean over the completions
-  whose verdict reports that part.
+  whose verdict reports that part. A completion whose verifier says ``not_applicable`` (a TRL reward function's
+  None) is left out of these means and of the group spread, as TRL leaves it out of its reward mean and its
+  advantages; it still counts in ``reason/not_applicable`` and in the length, truncation and reflection shares.
 * ``reason/<code>``: share of completions with that reason (only codes that occur); ``reason/none``: share
   with no reason. The denominator is always every completion of the source in the window (see
   :func:`aggregate`), so a code seen in one batch only is not inflated.
@@ -42,6 +44,7 @@ from typing import NamedTuple
 
 from orsta_trl.monitor.tool_metrics import TOOL_FAMILY, TOOL_METRICS, add_tool_metrics
 from orsta_trl.rewards.sample import Sample
+from orsta_trl.verifiers.base import NOT_APPLICABLE
 
 DEFAULT_REFLECTION_WORDS: tuple[str, ...] = (
     "re-check",
@@ -121,11 +124,13 @@ def compute_metrics(
             text = r.text.lower()
             counts = [text.count(w) for w in words]
             reflective = any(counts)
-            _add(acc, "reward", r.reward)
-            _add(acc, "accuracy", r.accuracy)
-            _add(acc, "format", r.format)
-            for name, value in r.parts.items():
-                _add(acc, f"part/{name}", float(value))
+            applies = r.reason != NOT_APPLICABLE
+            if applies:
+                _add(acc, "reward", r.reward)
+                _add(acc, "accuracy", r.accuracy)
+                _add(acc, "format", r.format)
+                for name, value in r.parts.items():
+                    _add(acc, f"part/{name}", float(value))
             _add(acc, f"reason/{r.reason}" if r.reason else "reason/none", 1.0)
             _add(acc, "length/mean", r.length)
             _add(acc, f"length/{split}", r.length)
@@ -137,7 +142,8 @@ def compute_metrics(
             _add(acc, f"reflection/accuracy_{kind}", r.accuracy)
             for word, count in zip(words, counts, strict=True):
                 _add(acc, f"reflection/count/{word}", count)
-            groups[r.group].append(r.reward)
+            if applies:
+                groups[r.group].append(r.reward)
         for rewards in groups.values():
             _add(acc, "groups/zero_spread", float(max(rewards) == min(rewards)))
         add_tool_metrics(acc, items)  # tools/...: only rows from the tool loop
@@ -169,7 +175,10 @@ def aggregate(partials: Iterable[Mapping[Key, tuple[float, float]]]) -> Sums:
 def _share_of_all(sums: Sums) -> Sums:
     for (source, metric), (num, _) in list(sums.items()):
         if metric.startswith("reason/"):
-            sums[(source, metric)] = (num, sums.get((source, "reward"), (0.0, 0.0))[1])
+            sums[(source, metric)] = (
+                num,
+                sums.get((source, "length/mean"), (0.0, 0.0))[1],
+            )  # every completion
     return sums
 
 

@@ -293,13 +293,15 @@ def _warmup(s: Any) -> list[str]:
     return problems
 
 
-def path_problems(recipe: Any, *, files: bool = True) -> list[str]:
+def path_problems(recipe: Any, *, files: bool = True, here: bool = True) -> list[str]:
     """The recipe's local paths: the model folder, the output folder's place, and (``files``) every train and
     eval file. Hub names (``org/name``, ``org/name[:split]``) are left to the hub, as training does.
 
     Args:
         recipe: a loaded :class:`~orsta_trl.recipe.Recipe`.
         files: also check ``train_files`` (``datasets``' paths) and ``eval_datasets``.
+        here: the recipe runs on this machine, so a hub id the offline hub cannot serve is a problem; False
+            (``check-recipe``) leaves every hub-shaped id to the hub, for a recipe meant for another machine.
 
     Returns:
         One line per problem, naming the key and the path.
@@ -311,7 +313,7 @@ def path_problems(recipe: Any, *, files: bool = True) -> list[str]:
     if name:
         from orsta_trl.models.paths import missing_model_message
 
-        problem = missing_model_message(name)  # a mistyped folder fails here, not after 25 s of hub retries
+        problem = missing_model_message(name, offline_counts=here)  # a typo fails now, not after hub retries
         if problem and "has no config.json" in problem:
             problems.append(f"model_name_or_path: {problem}")
         elif problem:

@@ -117,7 +117,8 @@ class Judging:
         return replies
 
     def _remember(self, name: str, prompt: str, reply) -> None:
-        size = self.configs[name].cache
+        config = self.configs.get(name)  # a judge missing from the recipe was answered with a judge_error
+        size = config.cache if config is not None else 0
         if size and not isinstance(reply, JudgeFailure):
             cache = self._caches[name]
             cache[prompt] = reply

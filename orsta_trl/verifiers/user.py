@@ -33,12 +33,14 @@ import math
 import numbers
 import pickle
 import sys
+import threading
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orsta_trl.errors import RecipeError
 from orsta_trl.keys import unknown_key_message
 from orsta_trl.verifiers.base import (
     NOT_APPLICABLE,
@@ -202,6 +204,7 @@ class RewardFunctionVerifier(Verifier):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "reward_func")
         self.grader = f"reward_func:{self.name}"
+        _refuse_trainer_arguments(fn, self.name)
         self.short_answer = bool(
             short_answer if short_answer is not None else getattr(fn, "short_answer", False)
         )
@@ -221,7 +224,7 @@ class RewardFunctionVerifier(Verifier):
         try:
             values = self.fn(prompts=prompts, completions=completions, **kwargs)
             if inspect.isawaitable(values):  # TRL allows async reward functions
-                values = asyncio.run(_awaited(values))
+                values = _run_on_loop(_awaited(values))
             values = list(values)
         except Exception as exc:  # a bug in the function scores the batch 0, it never stops training
             return [GraderFailure(f"verifier_error:{type(exc).__name__}", str(exc))] * len(rows)
@@ -239,8 +242,50 @@ class RewardFunctionVerifier(Verifier):
         return verdict_from(reply, ())
 
 
+#: What TRL's trainer passes a reward function that scoring outside the trainer (``score``, ``eval``, the router's
+#: text-only batches) cannot: a function that *requires* one would fail on every batch, so it is refused at load.
+TRAINER_ONLY_ARGUMENTS = ("completion_ids", "trainer_state", "log_extra", "log_metric")
+
+
+def _refuse_trainer_arguments(fn: Callable, name: str) -> None:
+    """A `RecipeError` now, naming the function, when it requires an argument only TRL's trainer can give."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+        return
+    needed = [
+        p.name
+        for p in parameters
+        if p.name in TRAINER_ONLY_ARGUMENTS
+        and p.default is inspect.Parameter.empty
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    if needed:
+        raise RecipeError(
+            f"reward_funcs: {name} requires {', '.join(needed)}, which only TRL's trainer passes; orsta-trl calls "
+            "reward functions with completions, prompts, solution and the record's columns. Give the argument a "
+            "default or write it as a per-sample verifier (verifier_modules)"
+        )
+
+
 async def _awaited(awaitable):
     return await awaitable
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _run_on_loop(coroutine) -> Any:
+    """Run ``coroutine`` on one long-lived event loop in a daemon thread, as TRL runs its async rewards: works
+    inside Jupyter (whose loop is already running, so ``asyncio.run`` would raise) and keeps clients bound to a
+    loop (an ``AsyncOpenAI`` made once) usable across batches."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="orsta-async-rewards", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coroutine, _LOOP).result()
 
 
 def check_params(signature: inspect.Signature, raw: dict, name: str, hints: Mapping[str, Any]) -> dict:
