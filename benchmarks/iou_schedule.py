@@ -182,6 +182,20 @@ def main() -> None:
     results = {seed: run_seed(seed, args, work, tiny, held_out) for seed in args.seeds}
     print("\n==== all seeds")
     print_tables(results, args.conditions, args.eval_n)
+    print(f"\nno image needed: {constant_box(work / f'train-{args.seeds[0]}' / 'data.jsonl', held_out)}")
+
+
+def constant_box(train: Path, held_out: Path) -> str:
+    """The baseline a model that ignores the image can reach: the mean training box for every held-out record."""
+    from orsta_trl.data.records import load_records
+    from orsta_trl.verifiers.boxes import iou
+
+    boxes = [r.raw_reward["ground_truth"][0]["bbox_2d"] for r in load_records([train])]
+    mean = [statistics.mean(b[i] for b in boxes) for i in range(4)]
+    ious = [iou(mean, r.raw_reward["ground_truth"][0]["bbox_2d"]) for r in load_records([held_out])]
+    return (f"the mean training box {[round(v) for v in mean]} on every held-out record: mean IoU "
+            f"{statistics.mean(ious):.3f}, acc@0.5 {statistics.mean(i >= 0.5 for i in ious):.3f}, "
+            f"acc@0.75 {statistics.mean(i >= 0.75 for i in ious):.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -122,3 +122,30 @@ def test_eval_takes_pixel_bounds_from_a_recipe(tiny_vl, synth_data, tmp_path):
     result = run_eval(tiny_vl, synth_data, "-o", out, "--max-new-tokens", 2, "--recipe", tmp_path / "r.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(out.read_text())["pixel_bounds"] == [784, 12544]
+
+
+def test_coco_map_ignores_labels_where_the_records_do_not_match_them(detection_records):
+    """Grounding records (``match_labels: false``): unlabelled or differently labelled boxes still count."""
+    from orsta_trl.evaluation import Generated
+
+    path, boxes = detection_records
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        row["reward"]["params"]["match_labels"] = False
+        row["images"] = [str(path.parent / image) for image in row["images"]]
+    records = load_records(rows)
+    router = RewardRouter(records)
+    unlabelled = [
+        Generated("<answer>" + json.dumps([{"bbox_2d": b} for b in bs]) + "</answer>", 10, False)
+        for bs in boxes
+    ]
+    scored = score_generated(router, records, unlabelled)
+    assert all(s.accuracy == 1.0 for s in scored)  # the verifier ignores labels here; so must COCO
+    assert coco_map(records, scored, router) == {"det": {"map": 1.0, "map50": 1.0, "map75": 1.0}}
+    labelled = load_records(path)  # the same boxes where labels count: unlabelled boxes match nothing
+    assert (
+        coco_map(
+            labelled, score_generated(RewardRouter(labelled), labelled, unlabelled), RewardRouter(labelled)
+        )["det"]["map50"]
+        == 0.0
+    )

@@ -32,8 +32,9 @@ def coco_map(records: list[Record], rows: list[Sample], router: RewardRouter) ->
             width, height = record.image_sizes[0] if record.image_sizes else (0, 0)
             images.append({"id": image_id, "width": width, "height": height})
             gold = record.reward.gold
+            labelled = record.reward.params.match_labels  # false: one category, as the verifier matches
             for box, label in zip(gold.boxes.tolist(), gold.labels, strict=True):
-                cat = categories.setdefault(label.strip().lower(), len(categories) + 1)
+                cat = categories.setdefault(label.strip().lower() if labelled else "", len(categories) + 1)
                 w, h = box[2] - box[0], box[3] - box[1]
                 annotations.append(
                     {
@@ -50,7 +51,7 @@ def coco_map(records: list[Record], rows: list[Sample], router: RewardRouter) ->
                 continue
             coords, _, labels, _ = found
             for box, label in zip(coords.tolist(), labels, strict=True):
-                cat = categories.get(str(label).strip().lower())
+                cat = categories.get(str(label).strip().lower() if labelled else "")
                 if cat is not None:
                     detections.append(
                         {
