@@ -10,6 +10,11 @@ What it changes, and why:
   recomputed (:func:`~orsta_trl.models.tokens.drop_placeholders`; not replaced by the pad token, which is a stop
   token for Qwen2.5 and cut the reward's view short while the loss trained on the whole completion); the number
   dropped is logged.
+* ``_tool_call_loop``: under distributed ZeRO-3 (or FSDP) every ``generate`` is a collective, and TRL's tool loop
+  generates once per round of calls, so ranks whose rollouts take fewer rounds left the loop while a peer
+  gathered weights for its next turn: both hung. Each turn is now taken in lockstep
+  (:mod:`orsta_trl.models.lockstep`): a rank that is done runs an idle generation with each turn its peers
+  still take. The decoupled evaluation's tool loop does the same.
 * ``_generate``: keeps TRL's tool mask of the batch, so that the monitor counts a completion's length as TRL's
   loss does (the model's own tokens, tool results excluded).
 * ``reward_funcs``: the one reward function TRL calls is the router's, made by
@@ -70,6 +75,7 @@ from orsta_trl.models.checkpoint import (
     load_checkpoint_weights,
 )
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
+from orsta_trl.models.lockstep import any_rank, lockstep_needed
 from orsta_trl.models.tokens import drop_placeholders, placeholder_ids, stop_ids
 from orsta_trl.monitor.dumps import CompletionDumper, record_entry
 from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, eval_metrics
@@ -134,6 +140,9 @@ class OrstaGRPOTrainer(GRPOTrainer):
         self.parameter_counts = parameter_counts(self.model)
         if self.accelerator.is_main_process:
             print(format_counts(self.parameter_counts), flush=True)
+        #: ZeRO-3/FSDP over several ranks: tool turns are generated in lockstep (see ``_tool_call_loop``).
+        self._lockstep = not self.use_vllm and lockstep_needed(fsdp=self.is_fsdp_enabled)
+        self._in_tool_turns = False
         self._placeholder_ids = placeholder_ids(self._tokenizer)
         self._stop_ids = stop_ids(self._tokenizer, self.eos_token_ids)
         words = tuple(self.orsta.reflection_words or DEFAULT_REFLECTION_WORDS)
@@ -210,6 +219,8 @@ class OrstaGRPOTrainer(GRPOTrainer):
     def _generate_single_turn(
         self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
     ):
+        if self._in_tool_turns:  # a peer done with its tool turns joins this generation (lockstep)
+            any_rank(True, self.accelerator.device)
         completion_ids, logprobs = super()._generate_single_turn(
             prompt_ids, images, multimodal_fields, num_generations, has_tool_images
         )
@@ -220,6 +231,24 @@ class OrstaGRPOTrainer(GRPOTrainer):
             mode = "train" if self.model.training else "eval"
             self._metrics[mode]["completions/placeholders_dropped"].append(float(dropped))
         return completion_ids, logprobs
+
+    def _tool_call_loop(self, prompts, prompt_ids, completion_ids, completions, logprobs, images, fields):
+        if not self._lockstep:
+            return super()._tool_call_loop(
+                prompts, prompt_ids, completion_ids, completions, logprobs, images, fields
+            )
+        # the first turn's inputs, before TRL's loop extends the prompts: the idle generation's inputs
+        first = ([list(ids) for ids in prompt_ids], images, fields)
+        self._in_tool_turns = True
+        try:
+            result = super()._tool_call_loop(
+                prompts, prompt_ids, completion_ids, completions, logprobs, images, fields
+            )
+        finally:
+            self._in_tool_turns = False
+        while any_rank(False, self.accelerator.device):  # a peer takes another turn: generate along, unused
+            GRPOTrainer._generate_single_turn(self, *first, num_generations=1)
+        return result
 
     def _generate(self, prompts):
         generated = super()._generate(prompts)
@@ -348,6 +377,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
                 max_new_tokens=self.max_completion_length,
                 batch_size=self.args.per_device_eval_batch_size,
                 iou=self.orsta.eval_iou_threshold,
+                lockstep=self._lockstep,  # tool turns differ between ranks: generate them together
             )
         rows = gather_object(rows[: len(shard)])
         if self.dumper is not None and self.accelerator.is_main_process:

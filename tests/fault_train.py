@@ -14,6 +14,8 @@ Faults, chosen by environment variables (each a training step, 1-based):
 * ``FAULT_MODEL_STATES=1``: at the end of training each rank prints ``[model-states] {json}``, the bytes of
   model state it really holds under DeepSpeed: its weights (its ZeRO-3 partitions), the optimizer's fp32
   master partition and AdamW's moments;
+* ``FAULT_LOG_TURNS=1``: each rank prints ``[turn] {json}`` (rank, step, prompts) for every generation of its
+  own rollouts (the first turn and each tool turn; not the idle generations that keep ranks in lockstep);
 * every run dumps the stacks of all its threads to stderr on ``SIGUSR1`` (a watchdog's view of a hang);
 * ``FAULT_RAISE_ON_RANK`` (with ``FAULT_RAISE_AT_STEP``, default 1): the reward function of that rank raises
   ``RuntimeError("injected failure on rank N")`` at that step, the other ranks carry on into the collectives.
@@ -81,6 +83,7 @@ class _ModelStates(TrainerCallback):
 
 Trainer = trainer_module.OrstaGRPOTrainer
 _init, _save_model, _record = Trainer.__init__, Trainer.save_model, Trainer._record_samples
+_generate_turn = Trainer._generate_single_turn
 
 
 def _patched_init(self, *args, **kwargs):
@@ -114,11 +117,25 @@ def _patched_record(self, samples, **kwargs):
     return _record(self, samples, **kwargs)
 
 
+def _logged_turn(self, prompt_ids, *args, **kwargs):
+    import json
+
+    turn = {
+        "rank": self.accelerator.process_index,
+        "step": self.state.global_step + 1,
+        "prompts": len(prompt_ids),
+    }
+    print(f"[turn] {json.dumps(turn)}", flush=True)
+    return _generate_turn(self, prompt_ids, *args, **kwargs)
+
+
 Trainer.__init__, Trainer.save_model, Trainer._record_samples = (
     _patched_init,
     _patched_save_model,
     _patched_record,
 )
+if os.environ.get("FAULT_LOG_TURNS"):
+    Trainer._generate_single_turn = _logged_turn
 
 if __name__ == "__main__":
     if os.environ.get("FAULT_SERVER"):

@@ -54,9 +54,12 @@ def _call(name: str, arguments: dict) -> str:
     return f"<think>I use a tool.</think>\n<tool_call>\n{json.dumps({'name': name, 'arguments': arguments})}\n</tool_call><|im_end|>"
 
 
-def _warm_up(model_dir: Path, tools: list, first: str, result: str, answer: str, steps: int = 100) -> None:
+def _warm_up(
+    model_dir: Path, tools: list, first: str, result: str, answer: str, steps: int = 100, direct=None
+) -> None:
     """Supervised warm-up of one rollout: prompt → ``first`` (a call) → tool result → ``answer``; saved in place.
     ``tools`` is one tool list, or a tuple of several (one prompt each, rendered with that list's schemas).
+    ``direct``: ``{question: reply}`` of other prompts (with the first list's schemas), answered without a call.
 
     The pieces are tokenized separately and concatenated, as TRL's loop concatenates prompt, generated and
     tool-suffix ids; only the model's own turns are in the loss.
@@ -68,12 +71,18 @@ def _warm_up(model_dir: Path, tools: list, first: str, result: str, answer: str,
     suffix = (
         f"\n<|im_start|>user\n<tool_response>\n{result}\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
     )
+    listings = tools if isinstance(tools, tuple) else (tools,)
+    rollouts = [
+        (QUESTION, listed, [(first, True), (suffix, False), (answer + "<|im_end|>", True)])
+        for listed in listings
+    ]
+    rollouts += [(q, listings[0], [(reply + "<|im_end|>", True)]) for q, reply in (direct or {}).items()]
     sequences = []
-    for listed in tools if isinstance(tools, tuple) else (tools,):
+    for question, listed, turns in rollouts:
         prompt = tok.apply_chat_template(
-            [{"role": "user", "content": QUESTION}], tools=listed, tokenize=False, add_generation_prompt=True
+            [{"role": "user", "content": question}], tools=listed, tokenize=False, add_generation_prompt=True
         )
-        pieces = [(prompt, False), (first, True), (suffix, False), (answer + "<|im_end|>", True)]
+        pieces = [(prompt, False), *turns]
         ids, labels = [], []
         for text, learn in pieces:
             piece = tok(text, add_special_tokens=False)["input_ids"]

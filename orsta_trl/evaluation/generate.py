@@ -19,6 +19,7 @@ import torch
 
 from orsta_trl.data.records import Record
 from orsta_trl.data.rows import prompt_messages
+from orsta_trl.models.lockstep import any_rank
 from orsta_trl.models.tokens import placeholder_ids, stop_ids, trim_at_stop
 
 
@@ -150,6 +151,7 @@ def generate(
     show_progress: bool = False,
     num_samples: int = 1,
     temperature: float | None = None,
+    lockstep: bool = False,
 ) -> list[Generated]:
     """Completions of ``records`` (``num_samples`` each, consecutive): plain, or rollouts with the run's tools.
 
@@ -157,6 +159,9 @@ def generate(
         toolset: the run's :class:`~orsta_trl.tools.registry.ToolSet` (None: no tools); its processor must carry
             the tool-capable template (:func:`orsta_trl.tools.chat.use_tool_template`).
         max_tool_iterations: TRL's ``max_tool_calling_iterations`` (None: until a turn calls no tool).
+        lockstep: every rank generates each tool turn together (:mod:`orsta_trl.models.lockstep`): required
+            under distributed ZeRO-3/FSDP, where ``generate`` is a collective; every rank must pass as many
+            records.
         The others: as :func:`greedy_completions`.
     """
     if toolset is None:
@@ -168,6 +173,7 @@ def generate(
     return tool_rollouts(
         model, processing_class, repeated, toolset, max_new_tokens=max_new_tokens, batch_size=batch_size,
         max_iterations=max_tool_iterations, temperature=temperature, show_progress=show_progress,
+        lockstep=lockstep,
     )  # fmt: skip
 
 
@@ -183,12 +189,14 @@ def tool_rollouts(
     max_iterations: int | None = None,
     temperature: float | None = None,
     show_progress: bool = False,
+    lockstep: bool = False,
 ) -> list[Generated]:
     """One multi-turn rollout per record: generate, run the turn's tool calls, append their results, repeat.
 
     A rollout ends at a turn without tool calls, after ``max_iterations`` rounds of calls, or when its
     ``max_new_tokens`` are spent (then it is truncated). Each :class:`Generated` holds the transcript and the
-    real outcome of every call (``rollout``), read as the reward function reads TRL's rollouts.
+    real outcome of every call (``rollout``), read as the reward function reads TRL's rollouts. With
+    ``lockstep``, a rank whose batch is done runs an idle generation with each turn a peer still takes.
     """
     from tqdm.auto import tqdm
 
@@ -203,8 +211,11 @@ def tool_rollouts(
         rounds = 0
         while True:
             active = [r for r in rollouts if not r.done]
-            if not active:
+            if not (any_rank(bool(active), model.device) if lockstep else active):
                 break
+            if not active:  # a peer still takes a turn: generate along, or its weight gathers wait forever
+                _idle_turn(model, processing_class, rollouts[0])
+                continue
             _next_turn(model, processing_class, active, max_new_tokens, temperature)
             for rollout in active:
                 last = rollout.messages[-1]
@@ -277,6 +288,17 @@ def _next_turn(model, processing_class, rollouts: list[_Rollout], max_new_tokens
         rollout.truncated = cut
         text = tokenizer.decode(kept, skip_special_tokens=False)
         rollout.messages.append(_assistant_message(tokenizer, text))
+
+
+def _idle_turn(model, processing_class, rollout: _Rollout) -> None:
+    """A generation whose result is dropped: this rank's part in a peer's turn (ZeRO-3's gathers and
+    ``synced_gpus``'s per-token all-reduce go on until every rank is done)."""
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    inputs = _templated(processing_class, [rollout.prompt], rollout.vision, tools=rollout.tools)
+    model.generate(
+        **inputs.to(model.device), do_sample=False, temperature=None, max_new_tokens=1,
+        pad_token_id=tokenizer.pad_token_id, top_p=None, top_k=None,
+    )  # fmt: skip
 
 
 def _assistant_message(tokenizer, text: str) -> dict:
