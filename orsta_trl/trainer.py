@@ -77,6 +77,7 @@ from orsta_trl.models.checkpoint import (
 from orsta_trl.models.loading import enforce_left_padding, format_counts, freeze_vision, parameter_counts
 from orsta_trl.models.lockstep import any_rank, lockstep_needed
 from orsta_trl.models.tokens import drop_placeholders, placeholder_ids, stop_ids
+from orsta_trl.monitor.advantages import group_advantages
 from orsta_trl.monitor.dumps import CompletionDumper, record_entry
 from orsta_trl.monitor.source_metrics import DEFAULT_REFLECTION_WORDS, SourceMonitor, eval_metrics
 from orsta_trl.monitor.summary import SourceSummary
@@ -268,8 +269,7 @@ class OrstaGRPOTrainer(GRPOTrainer):
         prompt_texts = [messages_text(p, sep="\n") for p in prompts] if self.dumper else [""] * len(rows)
         gathered = gather_object(list(zip(rows, prompt_texts, strict=True)))
         step = self.state.global_step
-        # TRL groups advantages by consecutive num_generations completions of the gathered batch
-        rows = [
+        rows = [  # TRL groups advantages by consecutive num_generations completions of the gathered batch
             dataclasses.replace(row, group=(step, i // self.num_generations))
             for i, (row, _) in enumerate(gathered)
         ]
@@ -281,36 +281,15 @@ class OrstaGRPOTrainer(GRPOTrainer):
                 rows,
                 [p for _, p in gathered],
                 groups=[i // self.num_generations for i in range(len(rows))],
-                advantages=self._advantages(self.router.trl_rewards(rows)),  # None: left out, as TRL does
+                advantages=group_advantages(  # None rewards left out, as TRL does
+                    self.router.trl_rewards(rows),
+                    self.num_generations,
+                    self.scale_rewards,
+                    self.multi_objective_aggregation,
+                ),
                 describe=self._describe_record,
             )
         self._metrics["train"]["monitor/seconds"].append(time.perf_counter() - started)
-
-    def _advantages(self, rewards: list[float]) -> list[float] | None:
-        """GRPO's advantages of the gathered batch, as ``_generate_and_score_completions`` computes them from these
-        rewards (one reward function: ``multi_objective_aggregation`` and ``scale_rewards`` as TRL applies
-        them); for the dumps, which are written before TRL computes its own."""
-        import torch
-        from trl.trainer.utils import nanstd
-
-        n = self.num_generations
-        if not rewards or len(rewards) % n:
-            return None
-        r = torch.tensor([float("nan") if v is None else v for v in rewards], dtype=torch.float64)
-        grouped = r.view(-1, n)
-        mean = torch.nanmean(grouped, dim=1).repeat_interleave(n)
-        std = nanstd(grouped, dim=1).repeat_interleave(n) if n > 1 else torch.zeros_like(r)
-        if getattr(self, "multi_objective_aggregation", "sum_then_normalize") == "normalize_then_sum":
-            r = (r - mean) / (std + 1e-4)
-            mean, std = torch.nanmean(r).expand_as(r), nanstd(r).expand_as(r)
-            advantages = (r - mean) / (std + 1e-4)
-        else:
-            if self.scale_rewards == "batch":
-                std = nanstd(r).expand_as(r) if r.numel() > 1 else torch.zeros_like(r)
-            advantages = r - mean
-            if self.scale_rewards != "none":
-                advantages = advantages / (std + 1e-4)
-        return torch.nan_to_num(advantages, nan=0.0).tolist()
 
     def _describe_record(self, data_source: str, record_id: str) -> dict | None:
         record = self.router.records.get((data_source, record_id)) or self._eval_by_key.get(
