@@ -119,6 +119,9 @@ def _records_phase(orsta) -> _Records:
     if eval_records:
         say(f"loaded {len(eval_records)} evaluation records from {len(orsta.eval_datasets)} file(s)")
     verifiers = check_ready([*records, *eval_records], orsta.reward_settings())
+    from orsta_trl.data.sampling import curriculum_pass_rates
+
+    curriculum_pass_rates(records, orsta.curriculum)  # a record the curriculum cannot order fails here, early
     return _Records(records, eval_records, skipped + skipped_eval, verifiers)
 
 

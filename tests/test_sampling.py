@@ -150,7 +150,11 @@ def test_curriculum_without_pass_rate_fails_before_the_model_loads(tmp_path, mon
     monkeypatch.setattr(loading, "load_model", no_model)
     monkeypatch.setattr(loading, "load_processor", no_model)
     data = dataset(tmp_path / "d", "raw", 2, rates=False)
+    model = tmp_path / "model"  # a model folder to pass the path check (the model itself is never loaded)
+    model.mkdir()
+    (model / "config.json").write_text("{}")
     recipe = orsta_trl.load_recipe(RECIPE, {"train_files": [str(data)], "curriculum": "pass_rate",
+                                            "model_name_or_path": str(model),
                                             "output_dir": str(tmp_path / "run"), "eval_datasets": []})  # fmt: skip
     with pytest.raises(DataError, match="raw0.*extra.pass_rate"):
         orsta_trl.build_trainer(recipe)

@@ -65,25 +65,35 @@ def sampling_plan(records: Sequence[Record], origins: dict, file_weights: Sequen
             counts[origins[record.key]] = counts.get(origins[record.key], 0) + 1
         total = sum(file_weights[i] for i in counts)
         weights = {r.key: file_weights[origins[r.key]] / total / counts[origins[r.key]] for r in records}
-    pass_rates = None
-    if curriculum == "pass_rate":
-        pass_rates = {}
-        for record in records:
-            value = record.extra.get("pass_rate")
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise DataError(
-                    str(
-                        RecordError(
-                            "curriculum: pass_rate",
-                            record.data_source,
-                            record.id,
-                            "extra.pass_rate",
-                            "missing or not a number: run `orsta-trl filter difficulty` first",
-                        )
-                    )  # fmt: skip
-                )
-            pass_rates[record.key] = float(value)
-    return SamplingPlan(weights, pass_rates)
+    return SamplingPlan(weights, curriculum_pass_rates(records, curriculum))
+
+
+def curriculum_pass_rates(records: Sequence[Record], curriculum) -> dict | None:
+    """``{record.key: extra.pass_rate}`` for the ``pass_rate`` curriculum (None without one); also the check that
+    training runs with the records alone, before a processor or model loads.
+
+    Raises:
+        DataError: a record without a numeric ``extra.pass_rate``.
+    """
+    if curriculum != "pass_rate":
+        return None
+    pass_rates = {}
+    for record in records:
+        value = record.extra.get("pass_rate")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DataError(
+                str(
+                    RecordError(
+                        "curriculum: pass_rate",
+                        record.data_source,
+                        record.id,
+                        "extra.pass_rate",
+                        "missing or not a number: run `orsta-trl filter difficulty` first",
+                    )
+                )  # fmt: skip
+            )
+        pass_rates[record.key] = float(value)
+    return pass_rates
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
