@@ -151,6 +151,9 @@ def _run_table_commands(tmp: Path) -> dict[str, subprocess.CompletedProcess]:
             ]
         ],  # fmt: skip
         "report RUN_DIR [-o DIR]": [["report", "run", "-o", "plots"]],
+        "view RUN_DIR [-o OUT.html] [--source S ...] [--steps A:B]": [
+            ["view", "run", "-o", "view.html", "--source", "synth_colour", "synth_shape", "--steps", "1:100"]
+        ],
         "convert KIND SRC OUT [...]": [["convert", "qa", "questions.jsonl", "data/qa.jsonl"]],
         "filter rules IN OUT [--config C] [--recipe R]": [
             [
@@ -213,6 +216,7 @@ def test_every_command_of_the_readme_table_runs(tmp_path, untouched_demo):
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["generation"]["max_new_tokens"] == 10 and len(report["completions"]) == 4
     assert list((tmp_path / "plots").glob("*.png")) and (tmp_path / "plots/summary.md").exists()
+    assert "synth_colour" in (tmp_path / "view.html").read_text(encoding="utf-8")
     assert len((tmp_path / "data/qa.jsonl").read_text().splitlines()) == 2
     assert (tmp_path / "clean/qa.jsonl").exists() and (tmp_path / "mid.jsonl").exists()
     json.loads(out["plan RECIPE ... [--gpus N] [--gpu-memory GIB] [--json] #1"].stdout)
