@@ -77,3 +77,22 @@ def test_a_lora_checkpoints_relative_base_is_found_from_the_checkpoint(
     with pytest.raises(MissingFileError, match=r"its base model 'demo/gone' .* pass the base"):
         merge_adapter(checkpoint, elsewhere / "merged")
     assert not (elsewhere / "merged").exists()
+
+
+def test_a_legacy_hub_id_without_its_org_is_found_in_the_cache_or_named_with_its_org(project, monkeypatch):
+    """``gpt2`` reads as a folder (no ``org/``): missing, the error says how the hub spells it; in the local hub
+    cache (written here in the hub library's own layout), it is a usable reference."""
+    import huggingface_hub.constants
+
+    from orsta_trl.models.paths import missing_model_message
+
+    cache = project / "hub-cache"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    assert "gpt2 is openai-community/gpt2 on the hub" in missing_model_message("gpt2")
+    snapshot = cache / "models--gpt2" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (cache / "models--gpt2" / "refs").mkdir()
+    (cache / "models--gpt2" / "refs" / "main").write_text("0" * 40)
+    assert missing_model_message("gpt2") is None
+    assert "did you mean" in missing_model_message("demo/tiny-vll")  # a folder typo is still one

@@ -141,7 +141,9 @@ def test_qwen25_vl_real_ids_placeholders_dropped_never_become_a_stop():
     assert not stops & set(kept[0][:-1])  # the only stop token is the one the model sampled last
 
 
-def test_trainer_forces_left_padding(tiny_vl, tmp_path):
+def test_trainer_forces_left_padding_and_drops_placeholders_from_generations(tiny_vl, tmp_path, monkeypatch):
+    from trl import GRPOTrainer
+
     from orsta_trl.recipe import load_recipe
     from orsta_trl.rewards.router import RewardRouter
     from orsta_trl.trainer import OrstaGRPOTrainer
@@ -173,6 +175,16 @@ def test_trainer_forces_left_padding(tiny_vl, tmp_path):
     assert trainer._placeholder_ids == sorted(
         processor.tokenizer.convert_tokens_to_ids(["<|image_pad|>", "<|video_pad|>", "<|vision_pad|>"])
     )
+    # the seam: what TRL's generation returns (vLLM's path returns sampling logprobs, which cannot run here: the
+    # parent's method is replaced by one returning such a pair) reaches the training forward without placeholders,
+    # and the logprobs lose the same positions
+    image_pad = trainer._placeholder_ids[0]
+    generated = ([[17, image_pad, 18, trainer.eos_token_ids[0]]], [[-0.1, -0.2, -0.3, -0.4]])
+    monkeypatch.setattr(GRPOTrainer, "_generate_single_turn", lambda self, *args: generated)
+    trainer.model.train()  # as in a training step: the count goes to the training metrics
+    ids, logprobs = trainer._generate_single_turn([[1, 2]], None, {}, 1)
+    assert ids == [[17, 18, trainer.eos_token_ids[0]]] and logprobs == [[-0.1, -0.3, -0.4]]
+    assert trainer._metrics["train"]["completions/placeholders_dropped"] == [1.0]
 
 
 @pytest.mark.parametrize("bad", ["x", "--", "--=3", "-lr"])

@@ -123,6 +123,41 @@ def test_a_verifier_subclass_in_a_verifier_module_joins_under_its_name(user_fold
     assert [s.accuracy for s in RewardRouter(records).score(records * 2, ["HEY", "hey"])] == [1.0, 0.0]
 
 
+def test_two_verifiers_that_grade_themselves_under_one_grader_name_each_get_their_own_grade(user_folder):
+    """The grader seam groups a batch's requests per grader; two user verifiers that both say ``grader =
+    "mine"`` are still two graders (each batch asked once per verifier, never one with the other's requests)."""
+    from orsta_trl.verifiers.base import Verdict, Verifier
+
+    asked: list[tuple[str, list]] = []
+
+    class Graded(Verifier):
+        answer_policy = "completion"
+        grader = "mine"
+        reply: float
+
+        def request(self, text, gold, params, record):
+            return text
+
+        def grade(self, requests):
+            asked.append((self.name, list(requests)))
+            return [self.reply] * len(requests)
+
+        def score(self, text, gold, params, ctx, reply=None):
+            return Verdict(reply, reply)
+
+    class High(Graded):
+        name, reply = "high", 1.0
+
+    class Low(Graded):
+        name, reply = "low", 0.25
+
+    orsta_trl.register_verifier(None, High), orsta_trl.register_verifier(None, Low)
+    records = load_records([_record("h", "high", None), _record("l", "low", None)])
+    samples = RewardRouter(records).score(records * 2, ["a", "b", "c", "d"])
+    assert [s.accuracy for s in samples] == [1.0, 0.25, 1.0, 0.25]
+    assert sorted(asked) == [("high", ["a", "c"]), ("low", ["b", "d"])]
+
+
 def test_recipe_errors_name_the_key_and_what_to_change(user_folder):
     with pytest.raises(RecipeError, match=r"verifier_modules: no module named 'my_rewardz'"):
         _recipe(user_folder, verifier_modules=["my_rewardz"])

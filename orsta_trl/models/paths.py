@@ -2,7 +2,8 @@
 
 ``from_pretrained("demo/tiny-vll")`` treats a missing folder as a hub id and retries the network for about 25 s
 before "couldn't connect". A name is taken as a local path, and a missing one fails at once with the nearest
-existing folders suggested, when it starts with ``.``, ``/`` or ``~``, has other than exactly one ``/``, when its
+existing folders suggested, when it starts with ``.``, ``/`` or ``~``, has other than exactly one ``/`` (a legacy
+hub id without its org, ``gpt2``, is read as a folder: the error says to write ``openai-community/gpt2``), when its
 first part exists here (``demo/`` of ``demo/tiny-vll``), or when the hub is offline (``HF_HUB_OFFLINE``).
 
 A LoRA checkpoint stores its base as written at training time (often a relative path such as ``demo/tiny-vl``):
@@ -38,7 +39,7 @@ def is_local_reference(name: str, *, offline_counts: bool = True) -> bool:
 
 def _in_hub_cache(name: str) -> bool:
     """Whether a hub id's config is in the local hub cache (usable offline)."""
-    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+    if name.count("/") > 1 or name.startswith((".", "/", "~")):  # `gpt2` (legacy, no org) may be cached
         return False
     try:
         from huggingface_hub import try_to_load_from_cache
@@ -70,6 +71,8 @@ def missing_model_message(name: str, *, offline_counts: bool = True) -> str | No
     near = nearest_folders(name)
     hint = f"; did you mean {' or '.join(near)}?" if near else ""
     why = " (the hub is offline)" if hub_offline() and name.count("/") == 1 else ""
+    if "/" not in name and not name.startswith((".", "~")):  # `gpt2`: a legacy hub id without its org
+        why += "; a hub id is written org/name: gpt2 is openai-community/gpt2 on the hub"
     return f"no such folder {name} (relative paths start at {Path.cwd()}){why}{hint}"
 
 

@@ -134,7 +134,9 @@ class RewardRouter:
             firsts.setdefault(slot, triple)
         verdicts: list[Verdict | None] = [None] * len(unique)
         waiting: list[tuple[int, str, Record, Context, Task]] = []
-        graded: dict[str, list[tuple[int, str, Record, Context, object]]] = {}
+        # per grader the rewards layer provides (the judges); a verifier that grades itself is its own group, even
+        # when two user verifiers give the same grader name
+        graded: dict[tuple[str, int], list[tuple[int, str, Record, Context, object]]] = {}
         for slot, (record, text, rollout) in firsts.items():
             spec = record.reward
             ctx = self.context(record, progress, iou_override, rollout)
@@ -145,7 +147,9 @@ class RewardRouter:
                 verdicts[slot] = _failed(spec, f"verifier_error:{type(exc).__name__}")
                 continue
             if request is not None:
-                graded.setdefault(spec.verifier.grader, []).append((slot, text, record, ctx, request))
+                grader = spec.verifier.grader
+                key = (grader, 0 if grader in self.graders else id(spec.verifier))
+                graded.setdefault(key, []).append((slot, text, record, ctx, request))
             elif job is None:
                 verdicts[slot] = _safe_score(spec, text, ctx)
             else:
@@ -162,7 +166,7 @@ class RewardRouter:
                     else _safe_score(record.reward, text, ctx, slow=result)
                 )
         stats = JudgeStats()
-        for name, items in graded.items():
+        for (name, _), items in graded.items():
             replies, batch_stats = self._ask(name, items)
             stats = batch_stats or stats
             for (slot, text, record, ctx, _), reply in zip(items, replies, strict=True):
@@ -183,7 +187,7 @@ class RewardRouter:
         try:
             if grader is not None:
                 return grader.ask([(request, record.data_source) for _, _, record, _, request in items])
-            verifier = items[0][2].reward.verifier  # a grader of its own (a TRL reward function)
+            verifier = items[0][2].reward.verifier  # a grader of its own (a TRL reward function): one per group
             replies = verifier.grade([request for *_, request in items])
             if len(replies) != len(items):
                 raise ValueError(f"{len(replies)} replies for {len(items)} requests")
