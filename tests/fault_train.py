@@ -31,6 +31,10 @@ import time
 from pathlib import Path
 
 faulthandler.register(signal.SIGUSR1, all_threads=True)
+# Ctrl-C raises KeyboardInterrupt, as in a terminal, even when the test runner was started as a background job of a
+# non-interactive shell (`make test &`): such a job ignores SIGINT, its children inherit that, and Python installs
+# no KeyboardInterrupt handler for a signal ignored at startup (the run then waited 10 minutes for a Ctrl-C).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

@@ -67,15 +67,21 @@ def ctrl_c_when_paused(settings: dict, env: dict, timeout=600) -> subprocess.Com
     SIGINT to its process group, as a terminal does. Waits for that line, however slow the machine."""
     args = [sys.executable, str(REPO / "tests/fault_train.py"), str(RECIPE)]
     args += [f"--{k}={v}" for k, v in settings.items()]
+    # started as from a test runner that is a background job (SIGINT ignored, inherited): fault_train.py must
+    # still get Ctrl-C, as under a terminal
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     with tempfile.TemporaryFile("w+") as stderr:
-        proc = subprocess.Popen(
-            args,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **env},
-            start_new_session=True,  # its own process group: the SIGINT of the test reaches only the run
-        )
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **env},
+                start_new_session=True,  # its own process group: the SIGINT of the test reaches only the run
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         # a run that never pauses fails the test, never hangs it
         timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL))
         timer.start()
