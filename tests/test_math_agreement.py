@@ -155,7 +155,15 @@ def test_agrees_with_math_verify_defaults_on_its_whole_test_suite(suite_scores):
     # every disagreement is the deliberate one: math-verify's defaults find the answer in prose put in a box
     unexplained = [x for x in disagree if not (x[4] and PROSE_BOX.search(x[2][len("\\boxed{") : -1]))]
     assert unexplained == []
-    assert len(cases) - len(disagree) >= 225  # 229 of 255 agree with math-verify 0.9.0
+    # and they are exactly the 26 known ones (229 of 255 agree): a new disagreement of that kind fails too
+    indices = [i for i, (s, d) in enumerate(zip(samples, defaults, strict=True)) if (s.accuracy == 1.0) != d]
+    assert indices == KNOWN_PROSE_BOX_DISAGREEMENTS, [cases[i]["gold"] for i in indices]
+
+
+#: Indices into math-verify's suite (CASES) of the cases where a box holding prose scores 0 here and math-verify's
+#: defaults read an answer from it (the deliberate departure above), measured with math-verify 0.9.0.
+KNOWN = "7 13 14 15 16 32 88 89 90 91 92 119 120 121 122 124 141 142 143 147 148 156 157 159 163 169"
+KNOWN_PROSE_BOX_DISAGREEMENTS = [int(i) for i in KNOWN.split()]
 
 
 def test_agrees_with_math_verify_test_expectations(suite_scores):
