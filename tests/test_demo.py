@@ -100,16 +100,11 @@ def test_warm_up_without_reference_answers_fails_before_the_model_loads(tmp_path
         sft_warmup(recipe, tmp_path / "warm")
 
 
-# The demo's own setting (recipes/demo_cpu.yaml, colour and shape, seed 0), evaluated only before and after GRPO.
-# One seed only: a seed costs about 2 min of CPU (warm-up and GRPO), 10-20 min of wall time on the shared 2-core
-# machine. Whether the gain holds for every seed is benchmarks/demo_learning.py's job, and it does not (seed 4
-# ends below its warm-up; README, "Why some seeds lose accuracy"). Nor does it hold on every machine: this test
-# used to ask +0.05 on both sources (seed 0 gained +0.12 and +0.12 where the README's table was measured), but on
-# the 2-core CI machine of December 2026 the same code (also the code before that month's changes, with or
-# without deepspeed installed) ends colour 0.745 -> 0.720 and shape 0.435 -> 0.510, deterministically. What the
-# test asks now, until the demo is made robust: no source loses more than evaluation noise (two binomial standard
-# errors of its warm-up accuracy on 200 records: 0.06 at 0.745) and at least one source gains MARGIN. A policy
-# that collapses to one answer (colour about 0.2) or a GRPO step that does nothing (no gain anywhere) fails it.
+# The demo's own setting (recipes/demo_cpu.yaml, colour and shape), at seed 0, evaluated only before and after
+# GRPO: both sources end at least MARGIN above the warm-up (seed 0 gains +0.20 and +0.145 on the 2-core machine of
+# December 2026). One seed only: a seed costs about 2 min of CPU (warm-up and GRPO). The per-seed property over
+# 8 seeds (every seed ends at or above its warm-up, median gain +0.10 per task) is benchmarks/demo_learning.py's,
+# with its figures in the README ("Does every seed learn?").
 MARGIN = 0.05
 
 
@@ -136,6 +131,4 @@ def test_grpo_raises_held_out_accuracy_above_the_warm_up(tiny_vl, tmp_path):
     for source, row in gains.items():
         assert (row["first_step"], row["last_step"]) == (0, 60)
         assert row["first"] > 0.35, (source, row)  # the warm-up learned something: GRPO has a signal
-        noise = 2 * (row["first"] * (1 - row["first"]) / 200) ** 0.5
-        assert row["last"] >= row["first"] - noise, (source, row, noise)
-    assert max(row["last"] - row["first"] for row in gains.values()) >= MARGIN, gains
+        assert row["last"] - row["first"] >= MARGIN, (source, row)
