@@ -103,7 +103,7 @@ def test_warm_up_without_reference_answers_fails_before_the_model_loads(tmp_path
 # The demo's own setting (recipes/demo_cpu.yaml, colour and shape), at seed 0, evaluated only before and after
 # GRPO: both sources end at least MARGIN above the warm-up (seed 0 gains +0.17 and +0.14 on the 2-core machine of
 # December 2026). One seed only: a seed costs about 3 min of CPU (warm-up and GRPO). The per-seed property over
-# 8 seeds (every seed ends at or above its warm-up, median gain +0.10 per task) is benchmarks/demo_learning.py's,
+# 8 seeds (every seed ends at or above its warm-up; median gains +0.14 and +0.13) is benchmarks/demo_learning.py's,
 # with its figures in the README ("Does every seed learn?").
 MARGIN = 0.05
 

@@ -187,9 +187,8 @@ class RewardRouter:
         try:
             if grader is not None:
                 return grader.ask([(request, record.data_source) for _, _, record, _, request in items])
-            verifier = items[0][
-                2
-            ].reward.verifier  # a grader of its own (a TRL reward function): one per group
+            # a verifier that is its own grader (a TRL reward function); one verifier per group
+            verifier = items[0][2].reward.verifier
             replies = verifier.grade([request for *_, request in items])
             if len(replies) != len(items):
                 raise ValueError(f"{len(replies)} replies for {len(items)} requests")
