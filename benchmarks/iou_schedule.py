@@ -20,7 +20,7 @@ steps, and the reward curve. Results are cached per (seed, condition) in ``--out
 resumes where it stopped; everything found is printed.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/iou_schedule.py [--seeds 0 1 2] [--conditions ...]
-        [--n 400] [--eval-n 100] [--max-steps 40] [--warmup-steps 600] --out DIR
+        [--n 2000] [--eval-n 100] [--max-steps 40] [--warmup-steps 3000] --out DIR
 """
 
 from __future__ import annotations
@@ -161,10 +161,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
-    parser.add_argument("--n", type=int, default=400, help="training records")
+    parser.add_argument("--n", type=int, default=2000, help="training records")
     parser.add_argument("--eval-n", type=int, default=100, help="held-out records")
     parser.add_argument("--max-steps", type=int, default=40, help="GRPO steps")
-    parser.add_argument("--warmup-steps", type=int, default=600, help="SFT steps (vision tower trained)")
+    parser.add_argument("--warmup-steps", type=int, default=3000, help="SFT steps (vision tower trained)")
     parser.add_argument("--out", required=True, help="work folder; finished parts are reused")
     args = parser.parse_args()
 
