@@ -9,7 +9,7 @@ after the other. With ``--out``, a seed's warm-up is reused when its folder alre
 GRPO only), and each run's metrics and TRL log history are kept (``run-<seed>/metrics.csv``, ``log.json``).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/demo_learning.py [--seeds 0 1 2] [--tasks colour shape]
-        [--n 400] [--eval-n 200] [--max-steps 60] [--warmup-steps 400] [--out DIR] [--set key=value ...]
+        [--n 400] [--eval-n 200] [--max-steps N (the recipe's: 90)] [--warmup-steps 400] [--out DIR] [--set key=value ...]
 """
 
 from __future__ import annotations
