@@ -246,8 +246,13 @@ def test_the_fast_path_never_says_equal_where_math_verify_says_different():
 def busy_cpus():
     """Three busy-loop processes (bounded to 120 s each) on this 2-core machine, stopped after the test."""
     code = "import time\nend = time.time() + 120\nwhile time.time() < end:\n    pass\n"
+    import psutil
+
     hogs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(3)]
-    time.sleep(0.5)
+    deadline = time.monotonic() + 60  # the load is there once every hog has spun: an event, not a pause
+    while any(psutil.Process(h.pid).cpu_times().user < 0.1 for h in hogs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(psutil.Process(h.pid).cpu_times().user >= 0.1 for h in hogs), "the busy loops did not start"
     yield hogs
     for hog in hogs:
         hog.kill()
